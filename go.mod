@@ -1,0 +1,3 @@
+module github.com/syncbreaker/syncbreaker
+
+go 1.25

@@ -1,0 +1,41 @@
+package syncbreaker
+
+import (
+	"context"
+	"time"
+)
+
+// Record is one spilled payload as the store holds it.
+type Record struct {
+	// ID is assigned at Append and stays the same for the record's whole
+	// life, across replays, restarts and republishes, so consumers can use it
+	// to drop duplicates.
+	ID string
+	// Payload is byte-exact what was appended.
+	Payload []byte
+	// EnqueuedAt is when Append accepted the payload.
+	EnqueuedAt time.Time
+	// Attempts counts failed republish attempts so far.
+	Attempts int
+}
+
+// ReplayResult says what one Replay did.
+type ReplayResult struct {
+	Republished int // records for which fn returned nil, now removed
+	Remaining   int // records still pending afterwards
+}
+
+// PendingStore holds payloads that could not be sent, until they can.
+//
+// Implementations must be safe for concurrent use: Append may run while a
+// Replay is in progress, and what it appends must not be lost.
+type PendingStore interface {
+	// Append stores payload durably (as the store's sync policy defines it)
+	// and returns nil only once it is stored.
+	Append(ctx context.Context, payload []byte) error
+	// Replay calls fn for pending records, oldest first. Records for which fn
+	// returns nil are removed; the others stay, in their original order.
+	Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error)
+	// Close releases the store. It is safe to call more than once.
+	Close() error
+}
