@@ -34,7 +34,12 @@ type PendingStore interface {
 	// and returns nil only once it is stored.
 	Append(ctx context.Context, payload []byte) error
 	// Replay calls fn for pending records, oldest first. Records for which fn
-	// returns nil are removed; the others stay, in their original order.
+	// returns nil are removed; the others stay, in their original order, with
+	// Attempts incremented. When ctx ends, Replay stops calling fn, leaves
+	// every record it has not settled as it was (no attempt is counted for
+	// them) and returns the result so far with ctx.Err(). Delivery is
+	// at-least-once: after a crash a record may be replayed again, always
+	// with the same ID.
 	Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error)
 	// Close releases the store. It is safe to call more than once.
 	Close() error
