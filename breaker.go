@@ -141,6 +141,26 @@ type Stats struct {
 // recovers. Create it with New; call Run to drive the open interval and the
 // periodic retries. All methods are safe for concurrent use.
 //
+// Closed: calls go to the server; FailureThreshold consecutive failures open
+// the circuit and a success resets the count.
+//
+// Open: IsOpen is true and payloads are spilled. The circuit stays open for
+// the open interval, counted from the moment it opened: ResetInterval for
+// the first opening, multiplied by Multiplier for each re-open from
+// half-open up to MaxResetInterval, spread by Jitter. A close resets the
+// growth.
+//
+// Half-open: entered by Run when the open interval has passed. IsOpen is
+// false, so calls go to the server as probes, and the first outcome recorded
+// in this state decides: a success closes the circuit, a failure re-opens it
+// at once. On entering half-open Run republishes what is pending; a
+// Republish that returns nil does not close the circuit by itself, because a
+// publisher accepting a message says nothing about the server. The
+// republished messages reach the daemon's handler, and the first one the
+// server accepts closes the circuit; with nothing pending, the next real
+// call is the probe. Outcomes of calls that started before a state change
+// are ignored (see Execute).
+//
 // In the closed state IsOpen and RecordSuccess are lock-free, allocate
 // nothing and read no clock.
 type Breaker struct {

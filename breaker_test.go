@@ -1,14 +1,17 @@
 package syncbreaker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -486,6 +489,30 @@ func TestStaleOutcomeIgnored(t *testing.T) {
 	})
 }
 
+// Logs carry sizes and record IDs, never payload content.
+func TestLoggingNeverShowsPayloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		store := &memStore{}
+		b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1, ResetInterval: time.Minute, Logger: logger}, store, nil)
+		stop := startRun(t, b)
+		defer stop()
+		secret := "export AWS_SECRET=hunter2"
+		require.NoError(t, b.Execute(t.Context(), []byte(secret), func(context.Context) error { return errServer }))
+		store.appendErr = errDisk
+		require.Error(t, b.SaveForRetry(t.Context(), []byte(secret)))
+		store.appendErr = nil
+		time.Sleep(2 * time.Minute) // half-open and replay
+		synctest.Wait()
+		out := buf.String()
+		assert.Contains(t, out, "state change")
+		assert.Contains(t, out, "replay")
+		assert.Contains(t, out, "bytes=25")
+		assert.NotContains(t, out, "hunter2")
+	})
+}
+
 func benchBreaker(b *testing.B) *syncbreaker.Breaker {
 	br, err := syncbreaker.New(syncbreaker.Config{}, &memStore{}, &recordingRepublisher{})
 	if err != nil {
@@ -543,6 +570,18 @@ func BenchmarkExecuteClosedSuccessParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+func BenchmarkMiddlewareClosedSuccess(b *testing.B) {
+	br := benchBreaker(b)
+	h := br.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	msg := message.NewMessage("id", []byte(`{"cmd":"ls"}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // errServer stands for a failing server in tests.
