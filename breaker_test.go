@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -376,10 +377,25 @@ func TestConcurrentOutcomes(t *testing.T) {
 		assert.Equal(t, uint64(1), b.Stats().Opens)
 		assert.Len(t, log.get(), 1)
 	})
-	t.Run("mixed", func(t *testing.T) {
+	for _, withRun := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mixed/run=%v", withRun), func(t *testing.T) {
+			mixedOutcomes(t, withRun)
+		})
+	}
+}
+
+// mixedOutcomes races outcomes, resets and Stats from many goroutines and,
+// with withRun, Run's ticks on a one-microsecond interval (real time, no
+// sleeps: the ticks only add races), then checks the history.
+func mixedOutcomes(t *testing.T, withRun bool) {
+	{
 		const threshold = 4
 		var log changeLog
-		b := newBreaker(t, syncbreaker.Config{FailureThreshold: threshold, OnStateChange: log.add}, nil, nil)
+		b := newBreaker(t, syncbreaker.Config{FailureThreshold: threshold, ResetInterval: time.Microsecond, Multiplier: 1, OnStateChange: log.add}, nil, nil)
+		stop := func() {}
+		if withRun {
+			stop = startRun(t, b)
+		}
 		var wg sync.WaitGroup
 		for g := range 8 {
 			wg.Go(func() {
@@ -401,6 +417,7 @@ func TestConcurrentOutcomes(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		stop() // no transition may happen while the history is checked
 		changes := log.get()
 		assertChain(t, changes)
 		var opens uint64
@@ -416,7 +433,7 @@ func TestConcurrentOutcomes(t *testing.T) {
 			assert.Equal(t, changes[len(changes)-1].To, st.State)
 		}
 		assert.Less(t, st.ConsecutiveFailures, threshold)
-	})
+	}
 }
 
 // OnStateChange runs outside the lock: it may read Stats and even cause

@@ -159,7 +159,7 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	case failed != nil:
 		return res, errors.Join(failed, err)
 	case errors.Is(context.Cause(rctx), ErrOpen):
-		return res, errors.Join(fmt.Errorf("syncbreaker: replay stopped after %d records: %w", res.Republished, ErrOpen), err)
+		return res, errors.Join(fmt.Errorf("%w: replay stopped after %d records", ErrOpen, res.Republished), err)
 	}
 	return res, err
 }
