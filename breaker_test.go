@@ -188,7 +188,8 @@ func TestTransitions(t *testing.T) {
 		b.RecordFailure() // half-open failure re-opens at once
 		assert.Equal(t, syncbreaker.StateOpen, b.State())
 
-		time.Sleep(2 * time.Minute) // grown interval
+		assert.Equal(t, 2*time.Minute, b.Stats().OpenInterval, "grown interval")
+		time.Sleep(2 * time.Minute)
 		synctest.Wait()
 		assert.Equal(t, syncbreaker.StateHalfOpen, b.State())
 		b.RecordSuccess()
@@ -479,31 +480,46 @@ func TestOnStateChangePanicDoesNotWedgeDelivery(t *testing.T) {
 }
 
 // An outcome of a call that started before the circuit changed state must
-// not move the new state.
+// not move the new state: a slow call sent while closed that finishes once
+// the circuit is half-open neither closes nor re-opens it.
 func TestStaleOutcomeIgnored(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1, ResetInterval: time.Minute, Jitter: -1}, nil, nil)
-		stop := startRun(t, b)
-		defer stop()
-		b.RecordFailure()
-		time.Sleep(time.Minute)
-		synctest.Wait()
-		require.Equal(t, syncbreaker.StateHalfOpen, b.State())
+	tests := []struct {
+		name    string
+		sendErr error
+		wantErr error
+	}{
+		{"success", nil, nil},
+		{"failure", errServer, errServer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &memStore{}
+				b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1, ResetInterval: time.Minute, Jitter: -1}, store, nil)
+				stop := startRun(t, b)
+				defer stop()
 
-		release := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- b.Execute(t.Context(), []byte("slow"), func(context.Context) error {
-				<-release
-				return nil
+				release := make(chan struct{})
+				done := make(chan error, 1)
+				go func() {
+					done <- b.Execute(t.Context(), []byte("slow"), func(context.Context) error {
+						<-release
+						return tt.sendErr
+					})
+				}()
+				synctest.Wait() // the slow call is in flight, sent while closed
+				b.RecordFailure()
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				require.Equal(t, syncbreaker.StateHalfOpen, b.State())
+
+				close(release)
+				assert.ErrorIs(t, <-done, tt.wantErr)
+				assert.Equal(t, syncbreaker.StateHalfOpen, b.State(), "a stale outcome must not decide the probe")
+				assert.Empty(t, store.payloads(), "not open, so not spilled: the caller owns the payload")
 			})
-		}()
-		synctest.Wait()
-		b.RecordFailure() // re-open while the slow probe is in flight
-		close(release)
-		require.NoError(t, <-done)
-		assert.Equal(t, syncbreaker.StateOpen, b.State(), "a stale success must not close the circuit")
-	})
+		})
+	}
 }
 
 // Logs carry sizes and record IDs, never payload content.
