@@ -6,8 +6,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the package's tests if any goroutine outlives them: Run,
-// Close and the republisher must not leave anything behind.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
