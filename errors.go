@@ -1,0 +1,44 @@
+package syncbreaker
+
+import "errors"
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrOpen is returned by RetryPending when the circuit is open, or when
+	// it opened while the replay ran and the replay was stopped.
+	ErrOpen = errors.New("syncbreaker: circuit open")
+	// ErrAlreadyRunning is returned by Run while another Run of the same
+	// Breaker has not returned yet.
+	ErrAlreadyRunning = errors.New("syncbreaker: breaker already running")
+	// ErrReplayInProgress is returned by RetryPending while another replay of
+	// the same Breaker is in progress; the records will be handled by that
+	// replay or by the next one.
+	ErrReplayInProgress = errors.New("syncbreaker: replay already in progress")
+	// ErrInvalidConfig is wrapped by New when the configuration or its
+	// arguments cannot work.
+	ErrInvalidConfig = errors.New("syncbreaker: invalid config")
+)
+
+// Permanent wraps err to say that retrying the same payload cannot succeed
+// (for example the server rejected it as malformed) and that the server is
+// not failing. Execute and the middleware return such an error to the caller
+// unchanged: it is not counted as a server failure and the payload is not
+// spilled. Permanent(nil) is nil. errors.Is and errors.As see through it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or any error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

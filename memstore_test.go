@@ -1,0 +1,111 @@
+package syncbreaker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/syncbreaker/syncbreaker"
+)
+
+// memStore is an in-memory PendingStore that follows the store contract:
+// records for which fn returns nil are removed, the others stay in order
+// with Attempts incremented, records not reached when ctx ends are left as
+// they were, and appends during a replay are kept.
+type memStore struct {
+	mu        sync.Mutex
+	recs      []syncbreaker.Record
+	next      int
+	appendErr error
+	appended  int
+}
+
+var _ syncbreaker.PendingStore = (*memStore)(nil)
+
+func (s *memStore) Append(_ context.Context, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.appendErr != nil {
+		return s.appendErr
+	}
+	s.next++
+	s.appended++
+	s.recs = append(s.recs, syncbreaker.Record{
+		ID:         fmt.Sprintf("r%d", s.next),
+		Payload:    bytes.Clone(payload),
+		EnqueuedAt: time.Now(),
+	})
+	return nil
+}
+
+func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbreaker.Record) error) (syncbreaker.ReplayResult, error) {
+	s.mu.Lock()
+	snapshot := append([]syncbreaker.Record(nil), s.recs...)
+	s.mu.Unlock()
+
+	var (
+		keep []syncbreaker.Record
+		res  syncbreaker.ReplayResult
+	)
+	for i, rec := range snapshot {
+		if ctx.Err() != nil {
+			keep = append(keep, snapshot[i:]...)
+			break
+		}
+		if err := fn(ctx, rec); err != nil {
+			rec.Attempts++
+			keep = append(keep, rec)
+			continue
+		}
+		res.Republished++
+	}
+	s.mu.Lock()
+	s.recs = append(keep, s.recs[len(snapshot):]...)
+	res.Remaining = len(s.recs)
+	s.mu.Unlock()
+	return res, ctx.Err()
+}
+
+func (s *memStore) Close() error { return nil }
+
+// records returns a copy of what is pending.
+func (s *memStore) records() []syncbreaker.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]syncbreaker.Record(nil), s.recs...)
+}
+
+// payloads returns the pending payloads as strings, in order.
+func (s *memStore) payloads() []string {
+	var out []string
+	for _, r := range s.records() {
+		out = append(out, string(r.Payload))
+	}
+	return out
+}
+
+// recordingRepublisher records the IDs it republished and fails with err
+// when err is set.
+type recordingRepublisher struct {
+	mu  sync.Mutex
+	ids []string
+	err error
+}
+
+func (r *recordingRepublisher) Republish(_ context.Context, rec syncbreaker.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.ids = append(r.ids, rec.ID)
+	return nil
+}
+
+func (r *recordingRepublisher) republished() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
