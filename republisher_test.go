@@ -333,28 +333,30 @@ func TestRepublishBoundsConcurrentPublishes(t *testing.T) {
 // real GoChannel with a consumer and counts goroutines after every publish.
 // Unpaced, a default GoChannel leaves two goroutines per message its
 // consumer has not acked yet; paced or with BlockPublishUntilSubscriberAck
-// the count must stay near where it started.
+// the count must stay near where it started. The bound leaves room for
+// goroutines of the GoChannel that have delivered their message but not
+// exited yet on a busy machine; unpaced, the count reaches thousands.
 func TestRepublishBacklogKeepsGoroutinesBounded(t *testing.T) {
-	const records = 20_000
+	const (
+		records = 20_000
+		bound   = 200 // extra goroutines allowed over the baseline
+	)
 	tests := []struct {
 		name    string
 		channel gochannel.Config
 		cfg     syncbreaker.RepublisherConfig
 		callers int
-		bound   int // extra goroutines allowed over the baseline
 	}{
 		{
 			name:    "default GoChannel paced",
 			cfg:     syncbreaker.RepublisherConfig{Rate: 1000, Burst: 50},
 			callers: 1,
-			bound:   2*50 + 10, // a whole burst not yet consumed, two goroutines each
 		},
 		{
 			name:    "blocking GoChannel unpaced",
 			channel: gochannel.Config{BlockPublishUntilSubscriberAck: true},
 			cfg:     syncbreaker.RepublisherConfig{Rate: math.Inf(1), MaxInFlight: 4},
 			callers: 8,
-			bound:   8 + 2*4 + 10, // the callers, two goroutines per in-flight message
 		},
 	}
 	for _, tt := range tests {
@@ -401,7 +403,7 @@ func TestRepublishBacklogKeepsGoroutinesBounded(t *testing.T) {
 				assert.Len(t, seen, records, "every record must reach the consumer")
 				extra := int(peak.Load()) - baseline
 				t.Logf("baseline %d goroutines, peak %d (+%d) over %d records", baseline, peak.Load(), extra, records)
-				assert.LessOrEqual(t, extra, tt.bound, "goroutines grew with the backlog")
+				assert.LessOrEqual(t, extra, bound, "goroutines grew with the backlog")
 			})
 		})
 	}
