@@ -85,6 +85,11 @@ type RepublisherConfig struct {
 // Rate the consumer can keep up with. Also note that a GoChannel drops a
 // message published while nobody subscribes to its topic and still reports
 // success: subscribe (start the router) before the breaker runs.
+//
+// Brokers can drop duplicates by message UUID too: with watermill-nats and
+// JetStream, set JetStreamConfig.TrackMsgId, so the UUID is sent as
+// Nats-Msg-Id and a record republished twice within the stream's
+// duplicate window is stored once.
 type TopicRepublisher struct {
 	pub      message.Publisher
 	topic    string
