@@ -5,6 +5,7 @@ go 1.25
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
 )
 
 require (
