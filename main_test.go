@@ -1,11 +1,15 @@
-package syncbreaker_test
+package syncbreaker
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(killChildEnv) != "" {
+		os.Exit(runKillChild())
+	}
 	goleak.VerifyTestMain(m)
 }

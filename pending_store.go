@@ -23,6 +23,15 @@ type Record struct {
 type ReplayResult struct {
 	Republished int // records for which fn returned nil, now removed
 	Remaining   int // records still pending afterwards
+	// Failed counts records fn failed that stay pending with Attempts+1.
+	Failed int
+	// Skipped counts records left untouched because ctx ended.
+	Skipped int
+	// DeadLettered counts records moved to the dead-letter file because
+	// they reached the store's attempt limit.
+	DeadLettered int
+	// Quarantined counts damaged lines moved aside instead of replayed.
+	Quarantined int
 }
 
 // PendingStore holds payloads that could not be sent, until they can.

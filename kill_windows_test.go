@@ -1,0 +1,8 @@
+//go:build windows
+
+package syncbreaker
+
+// The kill -9 test needs SIGKILL; on Windows the child switch is inert.
+const killChildEnv = "SYNCBREAKER_KILL_CHILD"
+
+func runKillChild() int { return 1 }

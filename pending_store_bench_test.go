@@ -1,0 +1,191 @@
+package syncbreaker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Benchmarks, not run in CI. For example:
+//
+//	go test -run '^$' -bench . -benchtime 2000x .
+//	SYNCBREAKER_BENCH_MILLION=1 go test -run '^$' -bench Replay .
+
+var benchPayload = func() []byte {
+	p := bytes.Repeat([]byte("x"), 1024-16)
+	return append(append([]byte(`{"cmd":"`), p...), `"}`...)[:1024]
+}()
+
+func BenchmarkAppend(b *testing.B) {
+	for _, policy := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
+		for _, conc := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", policy, conc), func(b *testing.B) {
+				s, err := OpenJSONLStore(filepath.Join(b.TempDir(), "p.jsonl"), StoreConfig{Sync: policy, MaxBytes: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				b.SetBytes(int64(len(benchPayload)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				runConcurrent(b, conc, func() error { return s.Append(context.Background(), benchPayload) })
+			})
+		}
+	}
+	// The original implementation: open, write, close per payload.
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("naive-open-write-close/goroutines=%d", conc), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "p.jsonl")
+			var mu sync.Mutex
+			b.SetBytes(int64(len(benchPayload)))
+			b.ReportAllocs()
+			runConcurrent(b, conc, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(append(benchPayload, '\n')); err != nil {
+					return err
+				}
+				return f.Close()
+			})
+		})
+	}
+}
+
+func runConcurrent(b *testing.B, conc int, op func() error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := op(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// peakHeap samples the live heap while f runs.
+func peakHeap(f func()) (peakMiB float64) {
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	<-done
+	if peak.Load() < base.HeapAlloc {
+		return 0
+	}
+	return float64(peak.Load()-base.HeapAlloc) / (1 << 20)
+}
+
+func replaySizes() []int {
+	sizes := []int{10_000, 100_000}
+	if v := os.Getenv("SYNCBREAKER_BENCH_MILLION"); v != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	return sizes
+}
+
+func BenchmarkReplay(b *testing.B) {
+	for _, n := range replaySizes() {
+		b.Run("store/n="+strconv.Itoa(n), func(b *testing.B) {
+			dir := b.TempDir()
+			path := filepath.Join(dir, "p.jsonl")
+			var peak float64
+			for b.Loop() {
+				b.StopTimer()
+				s, err := OpenJSONLStore(path, StoreConfig{Sync: SyncNever, MaxBytes: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range n {
+					if err := s.Append(context.Background(), benchPayload); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				peak = max(peak, peakHeap(func() {
+					got := 0
+					if _, err := s.Replay(context.Background(), func(context.Context, Record) error { got++; return nil }); err != nil || got != n {
+						b.Fatal(err, got)
+					}
+				}))
+				b.StopTimer()
+				_ = s.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+		b.Run("naive-read-all/n="+strconv.Itoa(n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "p.jsonl")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriter(f)
+			for range n {
+				_, _ = w.Write(benchPayload)
+				_ = w.WriteByte('\n')
+			}
+			_ = w.Flush()
+			_ = f.Close()
+			var peak float64
+			for b.Loop() {
+				peak = max(peak, peakHeap(func() {
+					// What the original did: read it all, split, keep the lines.
+					data, err := os.ReadFile(path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var lines [][]byte
+					sc := bufio.NewScanner(bytes.NewReader(data))
+					for sc.Scan() {
+						lines = append(lines, bytes.Clone(sc.Bytes()))
+					}
+					if len(lines) != n {
+						b.Fatal(len(lines))
+					}
+				}))
+			}
+			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+	}
+}

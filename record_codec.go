@@ -1,0 +1,288 @@
+package syncbreaker
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"hash/crc32"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// The line format, one record a line:
+//
+//	{"_v":1,"id":"<uuid>","t":"<RFC 3339 UTC>","a":<attempts>,"p":<payload JSON>,"c":"<crc32c hex>"}
+//	{"_v":1,"id":"<uuid>","t":"<RFC 3339 UTC>","a":<attempts>,"b":"<payload base64>","c":"<crc32c hex>"}
+//
+// "p" holds the payload inline when its bytes are JSON that decodes back to
+// exactly the same bytes (see inlinable), so `jq .p` shows it; anything else
+// goes base64 in "b". "c" is the CRC32C (Castagnoli) of every byte of the line
+// before `,"c":"`, so one flipped bit anywhere is caught. The field order is
+// fixed, which is what lets the checksum cover the line as written. The first
+// key is "_v" rather than "v" so that a legacy line (a raw JSON payload
+// written by the original implementation) is very unlikely to look like an
+// envelope.
+
+const recordVersion = 1
+
+var (
+	linePrefix    = []byte(`{"_v":`)
+	crcKey        = []byte(`,"c":"`)
+	castagnoli    = crc32.MakeTable(crc32.Castagnoli)
+	crcSuffixSize = len(crcKey) + 8 + len(`"}`)
+)
+
+// maxIDLen bounds a record ID read from disk; IDs this package writes are 36.
+const maxIDLen = 64
+
+// Problem says why a line of a store file could not be read as a record.
+type Problem int
+
+// The problems a scan reports. ProblemNone means the line is a record.
+const (
+	ProblemNone       Problem = iota
+	ProblemTornTail           // the file ends without the line's newline: an interrupted write
+	ProblemTooLong            // the line is longer than the maximum record size
+	ProblemBadJSON            // the line is neither an envelope nor a JSON payload
+	ProblemChecksum           // the envelope's CRC32C does not match its bytes
+	ProblemBadVersion         // the envelope has a version this package does not know
+	ProblemBadRecord          // the envelope is JSON with a good checksum but a bad field
+)
+
+// String returns a short lower-case name, suitable for logs and CLIs.
+func (p Problem) String() string {
+	switch p {
+	case ProblemNone:
+		return "ok"
+	case ProblemTornTail:
+		return "torn tail"
+	case ProblemTooLong:
+		return "too long"
+	case ProblemBadJSON:
+		return "bad json"
+	case ProblemChecksum:
+		return "bad checksum"
+	case ProblemBadVersion:
+		return "unknown version"
+	case ProblemBadRecord:
+		return "bad record"
+	default:
+		return "problem(" + strconv.Itoa(int(p)) + ")"
+	}
+}
+
+// encodedLineSize is the largest line a payload of n bytes can become.
+func encodedLineSize(n int) int {
+	const overhead = 160 // keys, id, time, attempts, crc, newline
+	return base64.StdEncoding.EncodedLen(n) + overhead
+}
+
+// appendRecord appends rec's line, newline included, to dst.
+func appendRecord(dst []byte, rec Record) []byte {
+	start := len(dst)
+	dst = append(dst, linePrefix...)
+	dst = strconv.AppendInt(dst, recordVersion, 10)
+	dst = append(dst, `,"id":"`...)
+	dst = append(dst, rec.ID...)
+	dst = append(dst, `","t":"`...)
+	dst = rec.EnqueuedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","a":`...)
+	dst = strconv.AppendInt(dst, int64(rec.Attempts), 10)
+	if inlinable(rec.Payload) {
+		dst = append(dst, `,"p":`...)
+		dst = append(dst, rec.Payload...)
+	} else {
+		dst = append(dst, `,"b":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, rec.Payload)
+		dst = append(dst, '"')
+	}
+	sum := crc32.Checksum(dst[start:], castagnoli)
+	dst = append(dst, crcKey...)
+	dst = appendHex32(dst, sum)
+	return append(dst, '"', '}', '\n')
+}
+
+func appendHex32(dst []byte, v uint32) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return hex.AppendEncode(dst, b[:])
+}
+
+// inlinable reports whether p can be stored as raw JSON and read back
+// byte-exact. encoding/json hands a json.RawMessage the value's bytes as they
+// are, so the only things that could change are whitespace around the value
+// (trimmed by the decoder) and newlines (which would split the line). Invalid
+// UTF-8 is refused too, so jq and other strict readers accept every line.
+func inlinable(p []byte) bool {
+	if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) {
+		return false
+	}
+	if bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0 {
+		return false
+	}
+	return utf8.Valid(p) && json.Valid(p)
+}
+
+func isJSONSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}
+
+type envelope struct {
+	V  int             `json:"_v"`
+	ID string          `json:"id"`
+	T  time.Time       `json:"t"`
+	A  int             `json:"a"`
+	P  json.RawMessage `json:"p"`
+	B  json.RawMessage `json:"b"`
+	C  string          `json:"c"`
+}
+
+// decodeLine decodes one line (without its newline). A line that is not an
+// envelope but is valid JSON is a legacy payload: legacy is true and rec
+// holds only the payload (the caller assigns ID and time, see legacyID).
+// The returned payload never aliases line.
+func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
+	if !bytes.HasPrefix(line, linePrefix) {
+		if json.Valid(line) {
+			return Record{Payload: bytes.Clone(line)}, true, ProblemNone
+		}
+		return Record{}, false, ProblemBadJSON
+	}
+	// Check the version before anything else: a newer writer may lay the
+	// rest of the line out differently.
+	rest := line[len(linePrefix):]
+	end := bytes.IndexByte(rest, ',')
+	if end < 0 {
+		return Record{}, false, ProblemBadJSON
+	}
+	if v, err := strconv.Atoi(string(rest[:end])); err != nil {
+		return Record{}, false, ProblemBadJSON
+	} else if v != recordVersion {
+		return Record{}, false, ProblemBadVersion
+	}
+	n := len(line)
+	if n < len(linePrefix)+crcSuffixSize || !bytes.Equal(line[n-crcSuffixSize:n-crcSuffixSize+len(crcKey)], crcKey) ||
+		line[n-2] != '"' || line[n-1] != '}' {
+		return Record{}, false, ProblemBadJSON
+	}
+	want, err := strconv.ParseUint(string(line[n-10:n-2]), 16, 32)
+	if err != nil {
+		return Record{}, false, ProblemBadJSON
+	}
+	if crc32.Checksum(line[:n-crcSuffixSize], castagnoli) != uint32(want) {
+		return Record{}, false, ProblemChecksum
+	}
+	var env envelope
+	if err := json.Unmarshal(line, &env); err != nil {
+		return Record{}, false, ProblemBadJSON
+	}
+	if !validID(env.ID) || env.A < 0 || (env.P == nil) == (env.B == nil) {
+		return Record{}, false, ProblemBadRecord
+	}
+	rec = Record{ID: env.ID, EnqueuedAt: env.T, Attempts: env.A}
+	if env.P != nil {
+		rec.Payload = env.P // Unmarshal copied it out of line already
+	} else {
+		var s []byte
+		if len(env.B) < 2 || env.B[0] != '"' || env.B[len(env.B)-1] != '"' {
+			return Record{}, false, ProblemBadRecord
+		}
+		s, err = base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(env.B)-2)), env.B[1:len(env.B)-1])
+		if err != nil {
+			return Record{}, false, ProblemBadRecord
+		}
+		rec.Payload = s
+	}
+	return rec, false, ProblemNone
+}
+
+// validID accepts the characters an encoder may write unescaped, so a
+// decoded record can be re-encoded as is.
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// idGen makes UUIDv7 IDs (RFC 9562): 48 bits of Unix milliseconds, then a
+// 12-bit counter that keeps IDs from one generator strictly increasing
+// within a millisecond, then 62 random bits. They sort by creation time,
+// are unique across processes and are the watermill message UUID on
+// republish. It is safe for concurrent use.
+type idGen struct {
+	mu     sync.Mutex
+	lastMs int64
+	seq    uint16
+}
+
+func (g *idGen) next(now time.Time) string {
+	ms := now.UnixMilli()
+	g.mu.Lock()
+	if ms <= g.lastMs {
+		ms = g.lastMs
+		g.seq++
+		if g.seq > 0xfff { // counter spent: borrow the next millisecond
+			ms++
+			g.seq = 0
+		}
+	} else {
+		g.seq = 0
+	}
+	g.lastMs = ms
+	seq := g.seq
+	g.mu.Unlock()
+
+	var u [16]byte
+	_, _ = rand.Read(u[8:]) // never fails since Go 1.24
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6] = 0x70 | byte(seq>>8)
+	u[7] = byte(seq)
+	u[8] = u[8]&0x3f | 0x80
+	return formatUUID(u)
+}
+
+// legacyID derives the ID of a legacy line from its byte offset and
+// content: the same line at the same place always gets the same ID, across
+// scans and restarts, until the store rewrites it as an envelope carrying
+// that ID. It is a UUIDv8 (custom) so it cannot collide with idGen's v7.
+func legacyID(offset int64, line []byte) string {
+	h := sha256.New()
+	var off [8]byte
+	binary.BigEndian.PutUint64(off[:], uint64(offset))
+	h.Write(off[:])
+	h.Write(line)
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x80
+	u[8] = u[8]&0x3f | 0x80
+	return formatUUID(u)
+}
+
+func formatUUID(u [16]byte) string {
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

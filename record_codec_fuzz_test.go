@@ -1,0 +1,59 @@
+package syncbreaker
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// FuzzDecodeLine feeds arbitrary bytes to the line decoder (it must never
+// panic, and whatever it accepts must re-encode to a line it decodes the
+// same way), and uses the same bytes as a payload: encode then decode must
+// give them back byte-exact, in one line that is valid for the decoder.
+func FuzzDecodeLine(f *testing.F) {
+	f.Add([]byte(`{"cmd":"ls"}`), int64(0), 0)
+	f.Add([]byte("not json\n"), int64(1700000000123456789), 3)
+	f.Add([]byte{}, int64(-1), 1)
+	f.Add([]byte(` {"a" : 1}`), int64(42), 0)
+	f.Fuzz(func(t *testing.T, data []byte, nanos int64, attempts int) {
+		// 1. Arbitrary bytes as a line.
+		rec, legacy, problem := decodeLine(data)
+		if problem == ProblemNone && !legacy {
+			again, _, p2 := decodeLine(bytes.TrimSuffix(appendRecord(nil, rec), []byte("\n")))
+			if p2 != ProblemNone || again.ID != rec.ID || !bytes.Equal(again.Payload, rec.Payload) ||
+				again.Attempts != rec.Attempts || !again.EnqueuedAt.Equal(rec.EnqueuedAt) {
+				t.Fatalf("accepted record does not survive re-encoding (problem %v)", p2)
+			}
+		}
+		if legacy && !bytes.Equal(rec.Payload, data) {
+			t.Fatal("legacy payload changed")
+		}
+
+		// 2. Arbitrary bytes as a payload.
+		if attempts < 0 {
+			attempts = -attempts
+		}
+		if attempts < 0 {
+			attempts = 0
+		}
+		at := time.Unix(0, nanos).UTC()
+		if at.Year() < 0 || at.Year() > 9999 {
+			at = time.Unix(0, 0)
+		}
+		in := Record{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Payload: data, EnqueuedAt: at, Attempts: attempts}
+		line := appendRecord(nil, in)
+		if bytes.IndexByte(line, '\n') != len(line)-1 {
+			t.Fatal("encoded record is not exactly one line")
+		}
+		out, legacy, problem := decodeLine(line[:len(line)-1])
+		if problem != ProblemNone || legacy {
+			t.Fatalf("own line rejected: %v", problem)
+		}
+		if !bytes.Equal(out.Payload, data) {
+			t.Fatalf("payload not byte-exact: %d bytes in, %d out", len(data), len(out.Payload))
+		}
+		if out.ID != in.ID || out.Attempts != in.Attempts || !out.EnqueuedAt.Equal(in.EnqueuedAt) {
+			t.Fatal("record fields changed")
+		}
+	})
+}

@@ -1,0 +1,135 @@
+package syncbreaker
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRecordCodecRoundTrip(t *testing.T) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 890123456, time.UTC)
+	tests := []struct {
+		name    string
+		payload []byte
+		inline  bool
+	}{
+		{"compact object", []byte(`{"cmd":"ls -la","exit":0}`), true},
+		{"object with inner spaces", []byte(`{"a": [1, 2 ,3]}`), true},
+		{"string", []byte(`"hello"`), true},
+		{"null", []byte(`null`), true},
+		{"number", []byte(`12.5e3`), true},
+		{"escaped unicode kept as written", []byte(`"\u00e9\/"`), true},
+		{"leading space", []byte(` {"a":1}`), false},
+		{"trailing newline", []byte("{\"a\":1}\n"), false},
+		{"embedded newline", []byte("{\"a\":\n1}"), false},
+		{"embedded CR", []byte("{\"a\":\r1}"), false},
+		{"not json", []byte("echo secret"), false},
+		{"binary", []byte{0, 1, 2, 0xff, '\n', 0}, false},
+		{"invalid utf8 in string", []byte("\"\xff\""), false},
+		{"empty", []byte{}, false},
+		{"multi mib", bytes.Repeat([]byte("x"), 3<<20), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := Record{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Payload: tt.payload, EnqueuedAt: at, Attempts: 3}
+			line := appendRecord(nil, rec)
+			require.Equal(t, byte('\n'), line[len(line)-1])
+			require.Equal(t, 1, bytes.Count(line, []byte("\n")), "one line")
+			assert.Equal(t, tt.inline, bytes.Contains(line, []byte(`,"p":`)), "inline")
+			var generic map[string]any
+			require.NoError(t, json.Unmarshal(line, &generic), "every line is JSON for jq")
+
+			got, legacy, problem := decodeLine(line[:len(line)-1])
+			require.Equal(t, ProblemNone, problem)
+			assert.False(t, legacy)
+			assert.Equal(t, rec.ID, got.ID)
+			assert.True(t, rec.EnqueuedAt.Equal(got.EnqueuedAt))
+			assert.Equal(t, rec.Attempts, got.Attempts)
+			assert.True(t, bytes.Equal(rec.Payload, got.Payload), "payload byte-exact")
+		})
+	}
+}
+
+func TestDecodeLineProblems(t *testing.T) {
+	good := appendRecord(nil, Record{ID: "id-1", Payload: []byte(`{"k":"v"}`), EnqueuedAt: time.Unix(1, 0)})
+	good = good[:len(good)-1]
+	flip := func(i int) []byte {
+		b := bytes.Clone(good)
+		b[i] ^= 0x01
+		return b
+	}
+	tests := []struct {
+		name   string
+		line   []byte
+		want   Problem
+		legacy bool
+	}{
+		{"good", good, ProblemNone, false},
+		{"flipped payload byte", flip(bytes.Index(good, []byte(`"v"`)) + 1), ProblemChecksum, false},
+		{"flipped id byte", flip(bytes.Index(good, []byte(`id-1`))), ProblemChecksum, false},
+		{"flipped crc digit", flip(len(good) - 3), ProblemChecksum, false},
+		{"unknown version", bytes.Replace(good, []byte(`{"_v":1,`), []byte(`{"_v":2,`), 1), ProblemBadVersion, false},
+		{"truncated", good[:len(good)-5], ProblemBadJSON, false},
+		{"nul run", bytes.Repeat([]byte{0}, 40), ProblemBadJSON, false},
+		{"nul run before record", append(bytes.Repeat([]byte{0}, 8), good...), ProblemBadJSON, false},
+		{"garbage", []byte("not json at all"), ProblemBadJSON, false},
+		{"legacy object", []byte(`{"data":[1,2]}`), ProblemNone, true},
+		{"legacy string", []byte(`"cmd"`), ProblemNone, true},
+		{"envelope without crc", []byte(`{"_v":1,"id":"x","t":"2025-01-01T00:00:00Z","a":0,"p":1}`), ProblemBadJSON, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, legacy, problem := decodeLine(tt.line)
+			assert.Equal(t, tt.want, problem)
+			assert.Equal(t, tt.legacy, legacy)
+		})
+	}
+}
+
+func TestDecodeLineRejectsBadFieldsWithGoodChecksum(t *testing.T) {
+	tests := map[string]string{
+		"both payloads":    `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"p":1,"b":"AA=="`,
+		"no payload":       `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0`,
+		"negative attempt": `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":-1,"p":1`,
+		"bad id":           `{"_v":1,"id":"a b","t":"2025-01-01T00:00:00Z","a":0,"p":1`,
+		"bad base64":       `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"!!"`,
+	}
+	for name, body := range tests {
+		t.Run(name, func(t *testing.T) {
+			line := appendHex32(append([]byte(body), crcKey...), crc32c([]byte(body)))
+			line = append(line, '"', '}')
+			_, _, problem := decodeLine(line)
+			assert.Equal(t, ProblemBadRecord, problem)
+		})
+	}
+}
+
+func TestLegacyIDStable(t *testing.T) {
+	line := []byte(`{"cmd":"ls"}`)
+	a, b := legacyID(10, line), legacyID(10, line)
+	assert.Equal(t, a, b)
+	assert.NotEqual(t, a, legacyID(11, line), "same content elsewhere is another record")
+	assert.True(t, validID(a))
+	assert.Equal(t, byte('8'), a[14], "UUID version 8")
+}
+
+func TestIDGenSortableAndUnique(t *testing.T) {
+	var g idGen
+	now := time.Unix(1700000000, 0)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 10000 { // > 4096 in one millisecond: the counter must roll over
+		id := g.next(now)
+		require.Len(t, id, 36)
+		require.False(t, seen[id], "duplicate at %d", i)
+		require.Greater(t, id, prev, "not increasing at %d", i)
+		require.Equal(t, byte('7'), id[14])
+		seen[id], prev = true, id
+	}
+	assert.True(t, strings.HasPrefix(g.next(now.Add(time.Hour)), "018b"), "time prefix")
+}

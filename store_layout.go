@@ -1,0 +1,161 @@
+package syncbreaker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A store at path P is a set of files in P's directory:
+//
+//	P                          active: appends go here, nothing else writes it
+//	P.seg.<lo>-<hi>            sealed segments, drained oldest (lowest hi) first
+//	P.dead                     dead-lettered records (MaxAttempts reached)
+//	P.quarantine               lines that could not be read, byte for byte
+//	P.lock                     held (flock / exclusive open) by the owner
+//	P.tmp-*                    a rewrite in progress; deleted at open
+//
+// A segment's range names the sealed sequence numbers whose records it
+// holds. A replay writes the records it keeps from segments lo..hi into one
+// new segment named lo-hi, which supersedes every segment whose range lies
+// inside it; they are deleted right after, or at the next open if the
+// process dies first.
+
+const (
+	segInfix         = ".seg."
+	deadSuffix       = ".dead"
+	quarantineSuffix = ".quarantine"
+	lockSuffix       = ".lock"
+	tmpInfix         = ".tmp-"
+)
+
+// StoreLayout lists the files that make up a store. Paths are absolute
+// when the store path given was; a missing file is "".
+type StoreLayout struct {
+	Active     string
+	Segments   []string // replay order, oldest first
+	Superseded []string // segments a finished replay replaced; deleted at open
+	Dead       string
+	Quarantine string
+	Lock       string
+	Temp       []string // leftovers of an interrupted rewrite; deleted at open
+}
+
+// StoreFiles lists the files of the store at path without opening or
+// locking it; it is safe while a daemon holds the store.
+func StoreFiles(path string) (StoreLayout, error) {
+	segs, superseded, temps, err := listStore(path)
+	if err != nil {
+		return StoreLayout{}, err
+	}
+	l := StoreLayout{Superseded: superseded, Temp: temps}
+	for _, s := range segs {
+		l.Segments = append(l.Segments, s.path)
+	}
+	exists := func(p string) string {
+		if _, err := os.Lstat(p); err == nil {
+			return p
+		}
+		return ""
+	}
+	l.Active = exists(path)
+	l.Dead = exists(path + deadSuffix)
+	l.Quarantine = exists(path + quarantineSuffix)
+	l.Lock = exists(path + lockSuffix)
+	return l, nil
+}
+
+type segment struct {
+	path   string
+	lo, hi uint64
+	size   int64
+}
+
+func segmentPath(path string, lo, hi uint64) string {
+	return fmt.Sprintf("%s%s%016d-%016d", path, segInfix, lo, hi)
+}
+
+func parseSegmentRange(s string) (lo, hi uint64, ok bool) {
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.ParseUint(a, 10, 64)
+	hi, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil || lo > hi {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// listStore returns the live segments in replay order, the superseded
+// ones, and temp files.
+func listStore(path string) (live []segment, superseded, temps []string, err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, nil, nil
+		}
+		return nil, nil, nil, fmt.Errorf("syncbreaker: list store: %w", err)
+	}
+	var all []segment
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, base+tmpInfix):
+			temps = append(temps, filepath.Join(dir, name))
+		case strings.HasPrefix(name, base+segInfix) && e.Type().IsRegular():
+			lo, hi, ok := parseSegmentRange(name[len(base+segInfix):])
+			if !ok {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			all = append(all, segment{path: filepath.Join(dir, name), lo: lo, hi: hi, size: info.Size()})
+		}
+	}
+	slices.SortFunc(all, func(a, b segment) int {
+		if a.hi != b.hi {
+			return cmpUint(a.hi, b.hi)
+		}
+		return cmpUint(b.lo, a.lo) // wider range first
+	})
+	for i, s := range all {
+		if supersededBy(s, all, i) {
+			superseded = append(superseded, s.path)
+			continue
+		}
+		live = append(live, s)
+	}
+	return live, superseded, temps, nil
+}
+
+// supersededBy reports whether another segment's range contains s's.
+func supersededBy(s segment, all []segment, self int) bool {
+	for j, o := range all {
+		if j != self && o.lo <= s.lo && s.hi <= o.hi && (o.lo != s.lo || o.hi != s.hi) {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
