@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite and summarises it with benchstat (medians and
-# 95% confidence intervals over -count runs; each table has one column per
+# 95% confidence intervals over COUNT rounds; each table has one column per
 # implementation, the first being the baseline the others are compared to).
 # Not run by CI: the full suite takes about half an hour and ~2.5 GB of
 # temporary disk (the 1,000,000-record replay backlog).
 #
-#   ./run.sh                 full suite, -count 5, replay up to 1,000,000 records
-#   QUICK=1 ./run.sh         everything once (-count 1 -short), small sizes
+#   ./run.sh                 full suite, 5 rounds, backlogs up to 1,000,000 records
+#   COUNT=6 ./run.sh         6 rounds (benchstat shows 95% intervals from 6)
+#   QUICK=1 ./run.sh         everything once (-short), small sizes
 #   BENCH='HotPath' ./run.sh only the benchmarks matching a regexp
 #
 # Raw output and tables go to $OUT (default ./results). benchstat:
@@ -19,9 +20,11 @@ bench=${BENCH:-.}
 mkdir -p "$out"
 
 if [ -n "${QUICK:-}" ]; then
-	args=(-count 1 -short -benchtime 100ms)
+	rounds=1
+	args=(-short -benchtime 100ms)
 else
-	args=(-count "${COUNT:-5}")
+	rounds=${COUNT:-5}
+	args=()
 fi
 benchstat=${BENCHSTAT:-benchstat}
 
@@ -31,12 +34,31 @@ benchstat=${BENCHSTAT:-benchstat}
 	grep -m1 '^model name' /proc/cpuinfo || true
 } | tee "$out/machine.txt"
 
-# -run '^$': benchmarks only. -timeout 0: the million-record replay runs for
-# minutes.
-go test -run '^$' -bench "$bench" -benchmem -timeout 0 "${args[@]}" . | tee "$out/raw.txt"
+# The rounds run one after another, each a whole pass over every
+# implementation (-count 1), rather than -count N, which runs each benchmark
+# N times back to back: on a shared machine the load changes by the
+# minute, and interleaving spreads it over all contenders instead of
+# penalising whichever ran during a busy spell. -run '^$': benchmarks only.
+# -timeout 0: the million-record replay and republish run for minutes.
+go test -c -o "$out/benchmarks.test" .
+: >"$out/raw.txt"
+for round in $(seq "$rounds"); do
+	echo "== round ${round}/${rounds}" >&2
+	"$out/benchmarks.test" -test.run '^$' -test.bench "$bench" -test.benchmem -test.timeout 0 \
+		-test.count 1 "${args[@]/#-/-test.}" | tee -a "$out/raw.txt"
+done
 
-"$benchstat" -col /impl "$out/raw.txt" | tee "$out/tables.txt"
-
-echo
-echo "== ratios to the first column (medians)"
-"$benchstat" -format csv -col /impl "$out/raw.txt" 2>/dev/null | awk -f ratios.awk | tee "$out/ratios.txt"
+# One benchstat table set per benchmark, so each has its own baseline column.
+: >"$out/tables.txt"
+: >"$out/ratios.txt"
+for name in $(sed -n 's/^Benchmark\([A-Za-z0-9]*\)\/.*/\1/p' "$out/raw.txt" | awk '!seen[$0]++'); do
+	{
+		echo "== ${name}"
+		"$benchstat" -col /impl -filter ".name:${name}" "$out/raw.txt" | sed '1,/^cpu:/d'
+	} | tee -a "$out/tables.txt"
+	{
+		echo "== ${name}: ratios of medians to the first column"
+		"$benchstat" -format csv -col /impl -filter ".name:${name}" "$out/raw.txt" 2>/dev/null | awk -f ratios.awk
+		echo
+	} | tee -a "$out/ratios.txt"
+done
