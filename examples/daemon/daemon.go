@@ -63,6 +63,7 @@ func run(ctx context.Context, out io.Writer, opts options) (sum summary, err err
 	// The backend the daemon ships to, on loopback.
 	runID := newRunID()
 	backend := newSyncServer(runID)
+	backend.down.Store(opts.outageAt <= 0 && opts.outage > 0) // an outage from the very start
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return sum, err

@@ -44,6 +44,30 @@ func TestRunSurvivesOutage(t *testing.T) {
 	assert.False(t, strings.Contains(out.String(), "make build"), "a payload's content was printed")
 }
 
+// TestRunReportsLoss checks the summary is checked against the server: with
+// an outage longer than the run, nothing arrives, run returns errLost and
+// every payload is still in the spill file.
+func TestRunReportsLoss(t *testing.T) {
+	opts := options{
+		n:         20,
+		every:     5 * time.Millisecond,
+		outage:    time.Hour,
+		reset:     time.Hour,
+		threshold: 3,
+		rate:      100,
+		file:      filepath.Join(t.TempDir(), "sync-pending.jsonl"),
+		wait:      200 * time.Millisecond,
+		progress:  time.Hour,
+	}
+	var out bytes.Buffer
+	sum, err := run(t.Context(), &out, opts)
+	require.ErrorIs(t, err, errLost)
+	assert.Equal(t, opts.n, sum.lost)
+	assert.Zero(t, sum.received)
+	assert.EqualValues(t, opts.n, sum.pending, "every payload must wait in the spill file")
+	assert.Contains(t, out.String(), "lost         20")
+}
+
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name    string
