@@ -6,11 +6,30 @@
 // opens: payloads are spilled to a durable [PendingStore] (a JSONL file, see
 // [OpenJSONLStore]) and the caller is told the payload was handled, so a
 // message queue acks it instead of redelivering it in a hot loop. After
-// ResetInterval the breaker goes half-open and republishes what is pending
-// through the daemon's own watermill publisher (see [NewRepublisher]), so
-// spilled payloads flow through the same handler as fresh data.
+// ResetInterval, counted from the moment it opened, the breaker goes
+// half-open and republishes what is pending through the daemon's own
+// watermill publisher (see [NewRepublisher]), so spilled payloads flow
+// through the same handler as fresh data; the first answer from the server
+// closes or re-opens the circuit.
 //
-// The three parts are independent and meet only through small interfaces:
-// [CircuitBreaker] for handlers, [PendingStore] for storage and [Republisher]
-// for the way back.
+// The three parts meet only through small interfaces: [CircuitBreaker] for
+// handlers, [PendingStore] for storage and [Republisher] for the way back.
+// A typical daemon builds them in main:
+//
+//	store, err := syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{})
+//	...
+//	defer store.Close()
+//	republisher, err := syncbreaker.NewRepublisher(pubSub, "sync", syncbreaker.RepublisherConfig{})
+//	...
+//	breaker, err := syncbreaker.New(syncbreaker.Config{}, store, republisher)
+//	...
+//	router.AddMiddleware(breaker.Middleware)
+//	go breaker.Run(ctx)
+//
+// A payload handed to [Breaker.Execute] or the middleware is never lost: it
+// is sent, or it is in the store, or the error is returned and the caller
+// still owns it. Records keep one ID for their whole life, and the
+// republished message's UUID is that ID, so consumers can drop duplicates
+// of an at-least-once delivery. Payloads are treated as private: logs,
+// errors and file names carry sizes and IDs, never content.
 package syncbreaker

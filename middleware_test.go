@@ -122,3 +122,47 @@ func TestMiddlewareUsesMessageContext(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, syncbreaker.StateClosed, b.State(), "the caller's cancellation is not a server failure")
 }
+
+// A message spilled by the middleware into a JSONLStore keeps its UUID as
+// the record ID, and a republished message keeps its enqueue time and
+// counts one more attempt, so a message spilled twice (a broker redelivery
+// after a crash, or a republish that met a new outage) goes back out under
+// the same UUID.
+func TestMiddlewareSpillKeepsMessageIdentity(t *testing.T) {
+	store, err := syncbreaker.OpenJSONLStore(t.TempDir()+"/pending.jsonl", syncbreaker.StoreConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1}, store, nil)
+	b.RecordFailure()
+	require.True(t, b.IsOpen())
+
+	handler := b.Middleware(func(*message.Message) ([]*message.Message, error) {
+		t.Fatal("handler called while open")
+		return nil, nil
+	})
+	spilledAt := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	fresh := message.NewMessage("0f8fad5b-d9cb-469f-a165-70867728950e", []byte(`{"cmd":"ls"}`))
+	again := message.NewMessage("0f8fad5b-d9cb-469f-a165-70867728950e", []byte(`{"cmd":"ls"}`))
+	back := message.NewMessage("01a21b33-42ea-7000-b0fa-90b997ce8249", []byte(`{"cmd":"pwd"}`))
+	back.Metadata.Set(syncbreaker.MetadataRepublished, "true")
+	back.Metadata.Set(syncbreaker.MetadataEnqueuedAt, spilledAt.Format(time.RFC3339Nano))
+	back.Metadata.Set(syncbreaker.MetadataAttempts, "2")
+	for _, msg := range []*message.Message{fresh, again, back} {
+		_, err := handler(msg)
+		require.NoError(t, err)
+	}
+
+	var got []syncbreaker.Record
+	_, err = store.Replay(context.Background(), func(_ context.Context, rec syncbreaker.Record) error {
+		got = append(got, rec)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, fresh.UUID, got[0].ID)
+	assert.Equal(t, fresh.UUID, got[1].ID, "a redelivered message is spilled under the same ID")
+	assert.Equal(t, 0, got[0].Attempts)
+	assert.Equal(t, back.UUID, got[2].ID)
+	assert.Equal(t, 3, got[2].Attempts)
+	assert.True(t, spilledAt.Equal(got[2].EnqueuedAt), "EnqueuedAt %v", got[2].EnqueuedAt)
+}

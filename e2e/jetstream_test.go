@@ -65,6 +65,7 @@ func jetStreamConfig(durable string) wmnats.JetStreamConfig {
 		SubscribeOptions: []nats.SubOpt{
 			nats.DeliverAll(),
 			nats.AckExplicit(),
+			nats.AckWait(5 * time.Second), // redeliver soon what a killed daemon never acked
 		},
 	}
 }
