@@ -465,29 +465,10 @@ func (b *Breaker) Stats() Stats {
 // SaveForRetry appends payload to the pending store and counts it as
 // spilled. On error the caller still owns the payload.
 func (b *Breaker) SaveForRetry(ctx context.Context, payload []byte) error {
-	return b.spill(ctx, Record{Payload: payload})
-}
-
-// recordAppender is a PendingStore that can keep the identity a payload
-// already has (*JSONLStore is one).
-type recordAppender interface {
-	AppendRecord(ctx context.Context, rec Record) error
-}
-
-// spill appends rec to the store. When rec has an ID (the middleware passes
-// the message UUID) and the store can keep it, it does, so a message spilled
-// twice is republished under one UUID and consumers drop the repeat.
-func (b *Breaker) spill(ctx context.Context, rec Record) error {
-	var err error
-	if ra, ok := b.store.(recordAppender); ok && rec.ID != "" {
-		err = ra.AppendRecord(ctx, rec)
-	} else {
-		err = b.store.Append(ctx, rec.Payload)
-	}
-	if err != nil {
+	if err := b.store.Append(ctx, payload); err != nil {
 		b.spillErrors.Add(1)
-		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(rec.Payload)))
-		return fmt.Errorf("syncbreaker: spill %d bytes: %w", len(rec.Payload), err)
+		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(payload)))
+		return fmt.Errorf("syncbreaker: spill %d bytes: %w", len(payload), err)
 	}
 	b.spilled.Add(1)
 	return nil

@@ -3,8 +3,6 @@ package syncbreaker
 import (
 	"context"
 	"errors"
-
-	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // Execute sends payload through send under the breaker and makes sure the
@@ -26,16 +24,9 @@ import (
 // is not recorded, so a slow call cannot close or re-open a circuit that has
 // moved on.
 func (b *Breaker) Execute(ctx context.Context, payload []byte, send func(context.Context) error) error {
-	return b.execute(ctx, payload, nil, send)
-}
-
-// execute is Execute for a payload that may come from a watermill message,
-// whose identity a spill keeps (see recordOf). The message is only looked at
-// when spilling, so the hot path stays as cheap as Execute's.
-func (b *Breaker) execute(ctx context.Context, payload []byte, msg *message.Message, send func(context.Context) error) error {
 	w := b.word.Load()
 	if stateOf(w) == StateOpen {
-		return b.spillMessage(ctx, payload, msg)
+		return b.SaveForRetry(ctx, payload)
 	}
 	err := send(ctx)
 	if err == nil {
@@ -48,7 +39,7 @@ func (b *Breaker) execute(ctx context.Context, payload []byte, msg *message.Mess
 	if !b.failure(w, true) {
 		return err
 	}
-	if serr := b.spillMessage(ctx, payload, msg); serr != nil {
+	if serr := b.SaveForRetry(ctx, payload); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return nil
@@ -66,12 +57,4 @@ func (b *Breaker) countsAsFailure(ctx context.Context, err error) bool {
 		return b.isFailure(err)
 	}
 	return true
-}
-
-// spillMessage spills payload, as the record of msg when there is one.
-func (b *Breaker) spillMessage(ctx context.Context, payload []byte, msg *message.Message) error {
-	if msg == nil {
-		return b.spill(ctx, Record{Payload: payload})
-	}
-	return b.spill(ctx, recordOf(msg))
 }

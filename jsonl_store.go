@@ -277,32 +277,15 @@ func (s *JSONLStore) Path() string { return s.path }
 // is cut back so no partial line remains. If only the fsync fails, the
 // record may still be replayed later: delivery is at-least-once.
 func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
-	return s.AppendRecord(ctx, Record{Payload: payload})
-}
-
-// AppendRecord is Append for a payload that already has an identity: it
-// keeps rec.ID when it is a valid record ID (1 to 64 characters of
-// [0-9A-Za-z._-], which covers UUIDs and ULIDs; otherwise a new ID is
-// assigned), rec.EnqueuedAt when it is not zero and rec.Attempts. The
-// breaker's middleware uses it with the message UUID, so a message that is
-// delivered and spilled twice (a broker redelivery after a crash, say) is
-// republished twice under one UUID and consumers drop the repeat.
-func (s *JSONLStore) AppendRecord(ctx context.Context, rec Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(rec.Payload) > s.cfg.MaxPayloadBytes {
+	if len(payload) > s.cfg.MaxPayloadBytes {
 		s.rejectedTooLarge.Add(1)
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(rec.Payload), s.cfg.MaxPayloadBytes)
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), s.cfg.MaxPayloadBytes)
 	}
 	now := s.cfg.now()
-	if !validID(rec.ID) {
-		rec.ID = s.ids.next(now)
-	}
-	if rec.EnqueuedAt.IsZero() {
-		rec.EnqueuedAt = now
-	}
-	rec.Attempts = max(rec.Attempts, 0)
+	rec := Record{ID: s.ids.next(now), Payload: payload, EnqueuedAt: now}
 	bp := linePool.Get().(*[]byte)
 	line := appendRecord((*bp)[:0], rec)
 	defer func() {
