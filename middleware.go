@@ -15,6 +15,10 @@ import (
 // dropped. Any other handler error is returned, so the router nacks the
 // message and it stays the publisher's to redeliver.
 //
+// A spilled message becomes a new record with a new ID, not its own UUID:
+// a broker that drops duplicate UUIDs (JetStream's Nats-Msg-Id) would
+// otherwise discard the republish as a repeat of the original message.
+//
 // Use it with router.AddMiddleware or on a single handler.
 func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
