@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// forkMu keeps a store's Close from overlapping the start of a child
+// process. A child forked while the test process holds a store's lock file
+// shares its flock until it execs (the descriptor is close-on-exec), so a
+// Close in that window would not release the lock, and the next open (in
+// this process or in the child pendingctl) would fail with ErrStoreLocked.
+// Starts take it shared, closes exclusively.
+var forkMu sync.RWMutex
+
+// closeStore closes s once no child process is being started.
+func closeStore(t *testing.T, s *syncbreaker.JSONLStore) {
+	t.Helper()
+	forkMu.Lock()
+	defer forkMu.Unlock()
+	require.NoError(t, s.Close())
+}
+
 // result is one run of the binary.
 type result struct {
 	stdout, stderr string
@@ -68,7 +85,12 @@ func pendingctl(t *testing.T, args ...string) result {
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	forkMu.RLock()
+	err := cmd.Start()
+	forkMu.RUnlock()
+	if err == nil {
+		err = cmd.Wait()
+	}
 	code := 0
 	if err != nil {
 		var exitErr *exec.ExitError
@@ -92,7 +114,7 @@ func newStore(t *testing.T, dir string, payloads ...string) string {
 	for _, p := range payloads {
 		require.NoError(t, s.Append(t.Context(), []byte(p)))
 	}
-	require.NoError(t, s.Close())
+	closeStore(t, s)
 	return path
 }
 
@@ -106,7 +128,7 @@ func failReplays(t *testing.T, path string, maxAttempts, n int) {
 		_, err := s.Replay(t.Context(), func(context.Context, syncbreaker.Record) error { return errors.New("server down") })
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.Close())
+	closeStore(t, s)
 }
 
 // fileLines returns path's lines, newline included.
