@@ -41,7 +41,9 @@ Lines that do not decode are not printed; each is reported on stderr with
 file, line, byte offset and reason, and the exit code is 1. With
 --quarantine that is most lines: the quarantine file holds the damaged lines
 a repair set aside; use a hex viewer at the reported offsets to inspect
-them. Read-only and lock-free: safe while the daemon runs.`,
+them. Read-only and lock-free: safe while the daemon runs, but a replay
+running meanwhile moves records between files, so a record may then be
+missed or shown twice; stop the daemon for an exact listing.`,
 		setup: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) int {
 			withMeta := fs.Bool("with-meta", false, "wrap each payload with its id, enqueue time and attempts")
 			dead := fs.Bool("dead", false, "print the dead-letter file instead of the pending records")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/syncbreaker/syncbreaker"
 )
@@ -96,7 +97,8 @@ func checkIsStore(l syncbreaker.StoreLayout, cfg syncbreaker.ScanConfig) error {
 		}
 	}
 	if foreign > 0 {
-		return fmt.Errorf("%w: no line of %s decodes as a record or a legacy payload (%d unreadable lines); check the path", errNotStore, l.Active, foreign)
+		return fmt.Errorf("%w: no line of %s decodes as a record or a legacy payload (%s); check the path",
+			errNotStore, strings.Join(recordFiles(l), ", "), plural(int64(foreign), "unreadable line"))
 	}
 	return nil
 }
