@@ -33,7 +33,7 @@ var catPayloads = []struct {
 	{"JSON with a CR", []byte("{\"a\":1}\r"), false},
 	{"leading space", []byte(` {"lead":1}`), false},
 	{"invalid UTF-8 in a string", []byte("{\"bad\":\"\xff\"}"), false},
-	{"plain text", []byte("cd /tmp && ls " + secret), false},
+	{"plain text", []byte("cd ~/src && ls " + secret), false},
 	{"empty", []byte{}, false},
 	{"every byte", func() []byte {
 		b := make([]byte, 256)
