@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/syncbreaker/syncbreaker"
+)
+
+// errNotStore says the files at FILE hold lines, none of them a record.
+var errNotStore = errors.New("not a syncbreaker store")
+
+// storeFiles lists the store's files and fails with a clear message when
+// there is no store at path at all, or path is a directory.
+func storeFiles(path string) (syncbreaker.StoreLayout, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return syncbreaker.StoreLayout{}, fmt.Errorf("%s is a directory; give the store file the daemon was given (for example ~/.shelltime/sync-pending.jsonl)", path)
+	}
+	l, err := syncbreaker.StoreFiles(path)
+	if err != nil {
+		return l, err
+	}
+	if l.Active == "" && len(l.Segments) == 0 && len(l.Superseded) == 0 && l.Dead == "" && l.Quarantine == "" {
+		return l, fmt.Errorf("no store at %s: neither the file nor any segment, .dead or .quarantine file beside it exists: %w", path, fs.ErrNotExist)
+	}
+	return l, nil
+}
+
+// recordFiles are the files that should hold only records: the pending
+// files in replay order, then the dead-letter file.
+func recordFiles(l syncbreaker.StoreLayout) []string {
+	files := pendingFiles(l)
+	if l.Dead != "" {
+		files = append(files, l.Dead)
+	}
+	return files
+}
+
+// pendingFiles are the files a replay reads, oldest first.
+func pendingFiles(l syncbreaker.StoreLayout) []string {
+	files := append([]string(nil), l.Segments...)
+	if l.Active != "" {
+		files = append(files, l.Active)
+	}
+	return files
+}
+
+// scanFile is syncbreaker.ScanFile that treats a file which vanished since
+// it was listed as empty: a running daemon's replay deletes segments it has
+// drained.
+func scanFile(path string, cfg syncbreaker.ScanConfig, fn func(syncbreaker.ScanEntry) error) error {
+	err := syncbreaker.ScanFile(path, cfg, fn)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// checkIsStore fails with errNotStore when the record files hold complete
+// lines and not one decodes as a record (or a legacy payload): the path is
+// most likely some other file, which repair would otherwise move line by
+// line into quarantine. Lines of NUL bytes and torn tails are damage a
+// crash leaves in a real store, so they do not count as foreign. It stops
+// at the first record.
+func checkIsStore(l syncbreaker.StoreLayout, cfg syncbreaker.ScanConfig) error {
+	errFound := errors.New("record found")
+	foreign := 0
+	for _, path := range recordFiles(l) {
+		err := scanFile(path, cfg, func(e syncbreaker.ScanEntry) error {
+			switch {
+			case e.Problem == syncbreaker.ProblemNone:
+				return errFound
+			case e.Problem == syncbreaker.ProblemTornTail:
+			case foreign > 0:
+				foreign++ // already foreign unless a record turns up: skip the reread
+			default:
+				nul, err := isNULRun(path, e.Offset, e.Length)
+				if err != nil {
+					return err
+				}
+				if !nul {
+					foreign++
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, errFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if foreign > 0 {
+		return fmt.Errorf("%w: no line of %s decodes as a record or a legacy payload (%s); check the path",
+			errNotStore, strings.Join(recordFiles(l), ", "), plural(int64(foreign), "unreadable line"))
+	}
+	return nil
+}
+
+// isNULRun reports whether the line at off (length n, newline included)
+// is only NUL bytes, what a filesystem may leave after power loss. It reads
+// the bytes back rather than keep them, so a payload never sits in memory
+// longer than the scan needs it.
+func isNULRun(path string, off, n int64) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 32<<10)
+	r := io.NewSectionReader(f, off, n)
+	for {
+		k, err := r.Read(buf)
+		chunk := buf[:k]
+		chunk = bytes.TrimRight(chunk, "\n")
+		if len(bytes.Trim(chunk, "\x00")) != 0 {
+			return false, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
