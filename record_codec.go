@@ -126,7 +126,7 @@ func inlinable(p []byte) bool {
 	if bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(p) && json.Valid(p)
+	return utf8.Valid(p) && validJSON(p)
 }
 
 func isJSONSpace(c byte) bool {
@@ -178,6 +178,16 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	if crc32.Checksum(line[:n-crcSuffixSize], castagnoli) != uint32(want) {
 		return Record{}, false, ProblemChecksum
 	}
+	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize]); ok {
+		return rec, false, ProblemNone
+	}
+	// Not laid out as the encoder writes: let encoding/json judge it.
+	return decodeEnvelopeJSON(line)
+}
+
+// decodeEnvelopeJSON decodes a whole envelope line, checksum already
+// checked, with encoding/json.
+func decodeEnvelopeJSON(line []byte) (rec Record, legacy bool, problem Problem) {
 	var env envelope
 	if err := json.Unmarshal(line, &env); err != nil {
 		return Record{}, false, ProblemBadJSON
@@ -189,11 +199,10 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	if env.P != nil {
 		rec.Payload = env.P // Unmarshal copied it out of line already
 	} else {
-		var s []byte
 		if len(env.B) < 2 || env.B[0] != '"' || env.B[len(env.B)-1] != '"' {
 			return Record{}, false, ProblemBadRecord
 		}
-		s, err = base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(env.B)-2)), env.B[1:len(env.B)-1])
+		s, err := base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(env.B)-2)), env.B[1:len(env.B)-1])
 		if err != nil {
 			return Record{}, false, ProblemBadRecord
 		}
@@ -202,10 +211,92 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	return rec, false, ProblemNone
 }
 
+// decodeEnvelope reads body, a line without its checksum suffix, when it is
+// laid out exactly as appendRecord writes it. It is the fast path of
+// decodeLine: encoding/json spends most of its time validating and
+// reflecting over a layout that is fixed. Whenever it accepts, the answer
+// is the one json.Unmarshal into envelope would give; anything unusual
+// (escapes, reordered or extra keys, leading zeros, whitespace) makes it
+// return false so the caller falls back to encoding/json.
+func decodeEnvelope(body []byte) (rec Record, ok bool) {
+	const head = `{"_v":1,"id":"`
+	if !bytes.HasPrefix(body, []byte(head)) {
+		return rec, false
+	}
+	rest := body[len(head):]
+	id, rest, ok := cutQuoted(rest, validID[[]byte])
+	if !ok || !bytes.HasPrefix(rest, []byte(`,"t":"`)) {
+		return rec, false
+	}
+	t, rest, ok := cutQuoted(rest[len(`,"t":"`):], isTimeText)
+	if !ok || !bytes.HasPrefix(rest, []byte(`,"a":`)) {
+		return rec, false
+	}
+	if err := rec.EnqueuedAt.UnmarshalText(t); err != nil { // what Time.UnmarshalJSON does
+		return rec, false
+	}
+	rest = rest[len(`,"a":`):]
+	digits := skipDigits(rest, 0)
+	if digits == 0 || digits > 18 || digits > 1 && rest[0] == '0' {
+		return rec, false
+	}
+	for _, c := range rest[:digits] {
+		rec.Attempts = rec.Attempts*10 + int(c-'0')
+	}
+	rest = rest[digits:]
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"p":`)):
+		p := rest[len(`,"p":`):]
+		// json.RawMessage gets the value without surrounding whitespace.
+		if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) || !validJSON(p) {
+			return rec, false
+		}
+		rec.Payload = bytes.Clone(p)
+	case bytes.HasPrefix(rest, []byte(`,"b":"`)):
+		b := rest[len(`,"b":"`):]
+		// The base64 decoder skips CR and LF, which JSON would refuse raw
+		// in a string; every other byte it accepts is plain in JSON.
+		if len(b) == 0 || b[len(b)-1] != '"' || bytes.IndexByte(b, '\r') >= 0 || bytes.IndexByte(b, '\n') >= 0 {
+			return rec, false
+		}
+		b = b[:len(b)-1]
+		p, err := base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(b))), b)
+		if err != nil {
+			return rec, false
+		}
+		rec.Payload = p
+	default:
+		return rec, false
+	}
+	rec.ID = string(id)
+	return rec, true
+}
+
+// cutQuoted splits s at its first quote, if what comes before it passes
+// valid; the quote itself is dropped.
+func cutQuoted(s []byte, valid func([]byte) bool) (before, after []byte, ok bool) {
+	i := bytes.IndexByte(s, '"')
+	if i < 0 || !valid(s[:i]) {
+		return nil, nil, false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// isTimeText accepts the bytes an RFC 3339 time can hold, none of which
+// needs escaping in JSON.
+func isTimeText(b []byte) bool {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || c == '-' || c == ':' || c == '.' || c == '+' || c == 'T' || c == 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 // validID accepts the characters an encoder may write unescaped, so a
 // decoded record can be re-encoded as is.
-func validID(id string) bool {
-	if id == "" || len(id) > maxIDLen {
+func validID[T ~string | ~[]byte](id T) bool {
+	if len(id) == 0 || len(id) > maxIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
