@@ -29,7 +29,18 @@ func BenchmarkAppend(b *testing.B) {
 	for _, policy := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
 		for _, conc := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/goroutines=%d", policy, conc), func(b *testing.B) {
-				s, err := OpenJSONLStore(filepath.Join(b.TempDir(), "p.jsonl"), StoreConfig{Sync: policy, MaxBytes: -1})
+				cfg := StoreConfig{Sync: policy, MaxBytes: -1}
+				var fsyncs atomic.Int64
+				if policy == SyncAlways {
+					// Count fsyncs to show how many records each one covers.
+					cfg.fs = &faultFS{fail: func(op, _ string) error {
+						if op == "sync" {
+							fsyncs.Add(1)
+						}
+						return nil
+					}}
+				}
+				s, err := OpenJSONLStore(filepath.Join(b.TempDir(), "p.jsonl"), cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -38,6 +49,10 @@ func BenchmarkAppend(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				runConcurrent(b, conc, func() error { return s.Append(context.Background(), benchPayload) })
+				b.StopTimer()
+				if n := fsyncs.Load(); n > 0 {
+					b.ReportMetric(float64(b.N)/float64(n), "records/fsync")
+				}
 			})
 		}
 	}

@@ -53,7 +53,7 @@ func (s *JSONLStore) sealLocked() error {
 	if err := s.active.Sync(); err != nil {
 		return fmt.Errorf("syncbreaker: seal: fsync: %w", err)
 	}
-	s.syncedGen = s.writtenGen
+	s.syncedGen.Store(s.writtenGen)
 	// Windows cannot rename an open file.
 	if err := s.active.Close(); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
