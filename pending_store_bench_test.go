@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -166,6 +167,43 @@ func BenchmarkReplay(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+		// The floor: a bufio.Reader line scan of a file of the same
+		// records, with no decoding at all.
+		b.Run("raw-line-scan/n="+strconv.Itoa(n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "p.jsonl")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriter(f)
+			var line []byte
+			for range n {
+				line = appendRecord(line[:0], Record{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Payload: benchPayload, EnqueuedAt: time.Now()})
+				_, _ = w.Write(line)
+			}
+			if err := errors.Join(w.Flush(), f.Close()); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				f, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := bufio.NewReaderSize(f, 64<<10)
+				got := 0
+				for {
+					if _, err := r.ReadSlice('\n'); err != nil {
+						break
+					}
+					got++
+				}
+				_ = f.Close()
+				if got != n {
+					b.Fatal(got)
+				}
+			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 		})
 		b.Run("naive-read-all/n="+strconv.Itoa(n), func(b *testing.B) {

@@ -148,6 +148,14 @@ type envelope struct {
 // holds only the payload (the caller assigns ID and time, see legacyID).
 // The returned payload never aliases line.
 func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
+	return decodeLineReusing(line, nil)
+}
+
+// decodeLineReusing is decodeLine for scans, which hand each record to a
+// callback before reading the next line: with scratch non-nil, an inline
+// payload aliases line and a base64 one is decoded into *scratch, so
+// neither allocates.
+func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
 	if !bytes.HasPrefix(line, linePrefix) {
 		if json.Valid(line) {
 			return Record{Payload: bytes.Clone(line)}, true, ProblemNone
@@ -178,7 +186,7 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	if crc32.Checksum(line[:n-crcSuffixSize], castagnoli) != uint32(want) {
 		return Record{}, false, ProblemChecksum
 	}
-	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize]); ok {
+	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize], scratch); ok {
 		return rec, false, ProblemNone
 	}
 	// Not laid out as the encoder writes: let encoding/json judge it.
@@ -217,8 +225,9 @@ func decodeEnvelopeJSON(line []byte) (rec Record, legacy bool, problem Problem) 
 // reflecting over a layout that is fixed. Whenever it accepts, the answer
 // is the one json.Unmarshal into envelope would give; anything unusual
 // (escapes, reordered or extra keys, leading zeros, whitespace) makes it
-// return false so the caller falls back to encoding/json.
-func decodeEnvelope(body []byte) (rec Record, ok bool) {
+// return false so the caller falls back to encoding/json. scratch is as
+// for decodeLineReusing.
+func decodeEnvelope(body []byte, scratch *[]byte) (rec Record, ok bool) {
 	const head = `{"_v":1,"id":"`
 	if !bytes.HasPrefix(body, []byte(head)) {
 		return rec, false
@@ -251,7 +260,10 @@ func decodeEnvelope(body []byte) (rec Record, ok bool) {
 		if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) || !validJSON(p) {
 			return rec, false
 		}
-		rec.Payload = bytes.Clone(p)
+		if scratch == nil {
+			p = bytes.Clone(p)
+		}
+		rec.Payload = p
 	case bytes.HasPrefix(rest, []byte(`,"b":"`)):
 		b := rest[len(`,"b":"`):]
 		// The base64 decoder skips CR and LF, which JSON would refuse raw
@@ -260,9 +272,16 @@ func decodeEnvelope(body []byte) (rec Record, ok bool) {
 			return rec, false
 		}
 		b = b[:len(b)-1]
-		p, err := base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(b))), b)
+		var dst []byte
+		if scratch != nil {
+			dst = (*scratch)[:0]
+		}
+		p, err := base64.StdEncoding.AppendDecode(dst, b)
 		if err != nil {
 			return rec, false
+		}
+		if scratch != nil {
+			*scratch = p
 		}
 		rec.Payload = p
 	default:

@@ -71,7 +71,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":01,"p":{"x":1},"p":2`))
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"A\rA=="`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := decodeEnvelope(body)
+		fast, ok := decodeEnvelope(body, nil)
 		if !ok {
 			return
 		}
