@@ -292,9 +292,9 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 		s.appending.Add(1) // see gatherGroup
 	}
 	now := s.cfg.now()
-	rec := Record{ID: s.ids.next(now), Payload: payload, EnqueuedAt: now}
+	var id [36]byte
 	bp := linePool.Get().(*[]byte)
-	line := appendRecord((*bp)[:0], rec)
+	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
 	defer func() {
 		if cap(line) <= 64<<10 {
 			*bp = line

@@ -85,21 +85,27 @@ func encodedLineSize(n int) int {
 
 // appendRecord appends rec's line, newline included, to dst.
 func appendRecord(dst []byte, rec Record) []byte {
+	return appendLine(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts)
+}
+
+// appendLine is appendRecord with the ID as bytes or a string, so Append
+// can format a new ID straight into the line without allocating it.
+func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int) []byte {
 	start := len(dst)
 	dst = append(dst, linePrefix...)
 	dst = strconv.AppendInt(dst, recordVersion, 10)
 	dst = append(dst, `,"id":"`...)
-	dst = append(dst, rec.ID...)
+	dst = append(dst, id...)
 	dst = append(dst, `","t":"`...)
-	dst = rec.EnqueuedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
-	dst = strconv.AppendInt(dst, int64(rec.Attempts), 10)
-	if inlinable(rec.Payload) {
+	dst = strconv.AppendInt(dst, int64(attempts), 10)
+	if inlinable(payload) {
 		dst = append(dst, `,"p":`...)
-		dst = append(dst, rec.Payload...)
+		dst = append(dst, payload...)
 	} else {
 		dst = append(dst, `,"b":"`...)
-		dst = base64.StdEncoding.AppendEncode(dst, rec.Payload)
+		dst = base64.StdEncoding.AppendEncode(dst, payload)
 		dst = append(dst, '"')
 	}
 	sum := crc32.Checksum(dst[start:], castagnoli)
@@ -339,6 +345,12 @@ type idGen struct {
 }
 
 func (g *idGen) next(now time.Time) string {
+	var b [36]byte
+	return string(g.appendNext(b[:0], now))
+}
+
+// appendNext appends the next ID's 36 characters to dst.
+func (g *idGen) appendNext(dst []byte, now time.Time) []byte {
 	ms := now.UnixMilli()
 	g.mu.Lock()
 	if ms <= g.lastMs {
@@ -361,7 +373,7 @@ func (g *idGen) next(now time.Time) string {
 	u[6] = 0x70 | byte(seq>>8)
 	u[7] = byte(seq)
 	u[8] = u[8]&0x3f | 0x80
-	return formatUUID(u)
+	return appendUUID(dst, u)
 }
 
 // legacyID derives the ID of a legacy line from its byte offset and
@@ -383,16 +395,19 @@ func legacyID(offset int64, line []byte) string {
 
 func formatUUID(u [16]byte) string {
 	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	return string(appendUUID(b[:0], u))
+}
+
+func appendUUID(dst []byte, u [16]byte) []byte {
+	dst = hex.AppendEncode(dst, u[0:4])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[4:6])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[6:8])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[8:10])
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, u[10:])
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
