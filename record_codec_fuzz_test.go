@@ -60,7 +60,8 @@ func FuzzDecodeLine(f *testing.F) {
 
 // FuzzDecodeEnvelope checks the hand-written fast path against
 // encoding/json: whenever decodeEnvelope accepts a body, decoding the same
-// line with encoding/json must give the very same record.
+// line with encoding/json must give the very same record. Decoding into a
+// reused buffer must not change the answer either.
 func FuzzDecodeEnvelope(f *testing.F) {
 	at := time.Date(2025, 3, 4, 5, 6, 7, 890123456, time.UTC)
 	for _, p := range [][]byte{[]byte(`{"cmd":"ls"}`), []byte("echo secret"), {}, []byte(`"\u00e9"`), []byte(`[1, 2]`)} {
@@ -72,6 +73,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"A\rA=="`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fast, ok := decodeEnvelope(body, nil)
+		scratch := []byte("stale")
+		reused, okReused := decodeEnvelope(body, &scratch)
+		if ok != okReused || ok && !bytes.Equal(fast.Payload, reused.Payload) {
+			t.Fatal("decoding into a reused buffer changes the result")
+		}
 		if !ok {
 			return
 		}
