@@ -117,11 +117,15 @@ type JSONLStore struct {
 	// Lock order: syncMu, then mu. syncMu serialises fsyncs of the active
 	// file with sealing it; mu guards the fields below.
 	syncMu    sync.Mutex
-	syncedGen uint64 // guarded by syncMu
-	nextSeq   uint64 // guarded by syncMu
+	nextSeq   uint64        // guarded by syncMu
+	syncedGen atomic.Uint64 // generations known fsynced; stored only under syncMu
+	appending atomic.Int32  // SyncAlways appenders between entry and write
 
 	mu             sync.Mutex
-	active         storeFile // nil after Close, or when reopening failed
+	syncDone       chan struct{} // the running fsync round's, closed when it ends; nil if none
+	roundWaiters   int           // appenders waiting on syncDone
+	lastWaiters    int           // appenders that waited on the previous round
+	active         storeFile     // nil after Close, or when reopening failed
 	activeOff      int64
 	activeFirst    time.Time
 	needTruncate   bool // a failed write left bytes past activeOff
@@ -284,10 +288,13 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 		s.rejectedTooLarge.Add(1)
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), s.cfg.MaxPayloadBytes)
 	}
+	if s.cfg.Sync == SyncAlways {
+		s.appending.Add(1) // see gatherGroup
+	}
 	now := s.cfg.now()
-	rec := Record{ID: s.ids.next(now), Payload: payload, EnqueuedAt: now}
+	var id [36]byte
 	bp := linePool.Get().(*[]byte)
-	line := appendRecord((*bp)[:0], rec)
+	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
 	defer func() {
 		if cap(line) <= 64<<10 {
 			*bp = line
@@ -298,6 +305,9 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 	s.mu.Lock()
 	gen, rotate, err := s.writeLocked(line, now)
 	s.mu.Unlock()
+	if s.cfg.Sync == SyncAlways {
+		s.appending.Add(-1)
+	}
 	if err != nil {
 		return err
 	}

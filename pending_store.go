@@ -48,7 +48,9 @@ type PendingStore interface {
 	// every record it has not settled as it was (no attempt is counted for
 	// them) and returns the result so far with ctx.Err(). Delivery is
 	// at-least-once: after a crash a record may be replayed again, always
-	// with the same ID.
+	// with the same ID. The record's Payload is valid only until fn
+	// returns (a store may reuse its memory for the next record): fn must
+	// copy it to keep it.
 	Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error)
 	// Close releases the store. It is safe to call more than once.
 	Close() error

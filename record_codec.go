@@ -85,21 +85,27 @@ func encodedLineSize(n int) int {
 
 // appendRecord appends rec's line, newline included, to dst.
 func appendRecord(dst []byte, rec Record) []byte {
+	return appendLine(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts)
+}
+
+// appendLine is appendRecord with the ID as bytes or a string, so Append
+// can format a new ID straight into the line without allocating it.
+func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int) []byte {
 	start := len(dst)
 	dst = append(dst, linePrefix...)
 	dst = strconv.AppendInt(dst, recordVersion, 10)
 	dst = append(dst, `,"id":"`...)
-	dst = append(dst, rec.ID...)
+	dst = append(dst, id...)
 	dst = append(dst, `","t":"`...)
-	dst = rec.EnqueuedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
-	dst = strconv.AppendInt(dst, int64(rec.Attempts), 10)
-	if inlinable(rec.Payload) {
+	dst = strconv.AppendInt(dst, int64(attempts), 10)
+	if inlinable(payload) {
 		dst = append(dst, `,"p":`...)
-		dst = append(dst, rec.Payload...)
+		dst = append(dst, payload...)
 	} else {
 		dst = append(dst, `,"b":"`...)
-		dst = base64.StdEncoding.AppendEncode(dst, rec.Payload)
+		dst = base64.StdEncoding.AppendEncode(dst, payload)
 		dst = append(dst, '"')
 	}
 	sum := crc32.Checksum(dst[start:], castagnoli)
@@ -126,7 +132,7 @@ func inlinable(p []byte) bool {
 	if bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(p) && json.Valid(p)
+	return utf8.Valid(p) && validJSON(p)
 }
 
 func isJSONSpace(c byte) bool {
@@ -148,6 +154,14 @@ type envelope struct {
 // holds only the payload (the caller assigns ID and time, see legacyID).
 // The returned payload never aliases line.
 func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
+	return decodeLineReusing(line, nil)
+}
+
+// decodeLineReusing is decodeLine for scans, which hand each record to a
+// callback before reading the next line: with scratch non-nil, an inline
+// payload aliases line and a base64 one is decoded into *scratch, so
+// neither allocates.
+func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
 	if !bytes.HasPrefix(line, linePrefix) {
 		if json.Valid(line) {
 			return Record{Payload: bytes.Clone(line)}, true, ProblemNone
@@ -178,6 +192,16 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	if crc32.Checksum(line[:n-crcSuffixSize], castagnoli) != uint32(want) {
 		return Record{}, false, ProblemChecksum
 	}
+	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize], scratch); ok {
+		return rec, false, ProblemNone
+	}
+	// Not laid out as the encoder writes: let encoding/json judge it.
+	return decodeEnvelopeJSON(line)
+}
+
+// decodeEnvelopeJSON decodes a whole envelope line, checksum already
+// checked, with encoding/json.
+func decodeEnvelopeJSON(line []byte) (rec Record, legacy bool, problem Problem) {
 	var env envelope
 	if err := json.Unmarshal(line, &env); err != nil {
 		return Record{}, false, ProblemBadJSON
@@ -189,11 +213,10 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	if env.P != nil {
 		rec.Payload = env.P // Unmarshal copied it out of line already
 	} else {
-		var s []byte
 		if len(env.B) < 2 || env.B[0] != '"' || env.B[len(env.B)-1] != '"' {
 			return Record{}, false, ProblemBadRecord
 		}
-		s, err = base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(env.B)-2)), env.B[1:len(env.B)-1])
+		s, err := base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(env.B)-2)), env.B[1:len(env.B)-1])
 		if err != nil {
 			return Record{}, false, ProblemBadRecord
 		}
@@ -202,10 +225,103 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 	return rec, false, ProblemNone
 }
 
+// decodeEnvelope reads body, a line without its checksum suffix, when it is
+// laid out exactly as appendRecord writes it. It is the fast path of
+// decodeLine: encoding/json spends most of its time validating and
+// reflecting over a layout that is fixed. Whenever it accepts, the answer
+// is the one json.Unmarshal into envelope would give; anything unusual
+// (escapes, reordered or extra keys, leading zeros, whitespace) makes it
+// return false so the caller falls back to encoding/json. scratch is as
+// for decodeLineReusing.
+func decodeEnvelope(body []byte, scratch *[]byte) (rec Record, ok bool) {
+	const head = `{"_v":1,"id":"`
+	if !bytes.HasPrefix(body, []byte(head)) {
+		return rec, false
+	}
+	rest := body[len(head):]
+	id, rest, ok := cutQuoted(rest, validID[[]byte])
+	if !ok || !bytes.HasPrefix(rest, []byte(`,"t":"`)) {
+		return rec, false
+	}
+	t, rest, ok := cutQuoted(rest[len(`,"t":"`):], isTimeText)
+	if !ok || !bytes.HasPrefix(rest, []byte(`,"a":`)) {
+		return rec, false
+	}
+	if err := rec.EnqueuedAt.UnmarshalText(t); err != nil { // what Time.UnmarshalJSON does
+		return rec, false
+	}
+	rest = rest[len(`,"a":`):]
+	digits := skipDigits(rest, 0)
+	if digits == 0 || digits > 18 || digits > 1 && rest[0] == '0' {
+		return rec, false
+	}
+	for _, c := range rest[:digits] {
+		rec.Attempts = rec.Attempts*10 + int(c-'0')
+	}
+	rest = rest[digits:]
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"p":`)):
+		p := rest[len(`,"p":`):]
+		// json.RawMessage gets the value without surrounding whitespace.
+		if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) || !validJSON(p) {
+			return rec, false
+		}
+		if scratch == nil {
+			p = bytes.Clone(p)
+		}
+		rec.Payload = p
+	case bytes.HasPrefix(rest, []byte(`,"b":"`)):
+		b := rest[len(`,"b":"`):]
+		// The base64 decoder skips CR and LF, which JSON would refuse raw
+		// in a string; every other byte it accepts is plain in JSON.
+		if len(b) == 0 || b[len(b)-1] != '"' || bytes.IndexByte(b, '\r') >= 0 || bytes.IndexByte(b, '\n') >= 0 {
+			return rec, false
+		}
+		b = b[:len(b)-1]
+		var dst []byte
+		if scratch != nil {
+			dst = (*scratch)[:0]
+		}
+		p, err := base64.StdEncoding.AppendDecode(dst, b)
+		if err != nil {
+			return rec, false
+		}
+		if scratch != nil {
+			*scratch = p
+		}
+		rec.Payload = p
+	default:
+		return rec, false
+	}
+	rec.ID = string(id)
+	return rec, true
+}
+
+// cutQuoted splits s at its first quote, if what comes before it passes
+// valid; the quote itself is dropped.
+func cutQuoted(s []byte, valid func([]byte) bool) (before, after []byte, ok bool) {
+	i := bytes.IndexByte(s, '"')
+	if i < 0 || !valid(s[:i]) {
+		return nil, nil, false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// isTimeText accepts the bytes an RFC 3339 time can hold, none of which
+// needs escaping in JSON.
+func isTimeText(b []byte) bool {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || c == '-' || c == ':' || c == '.' || c == '+' || c == 'T' || c == 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 // validID accepts the characters an encoder may write unescaped, so a
 // decoded record can be re-encoded as is.
-func validID(id string) bool {
-	if id == "" || len(id) > maxIDLen {
+func validID[T ~string | ~[]byte](id T) bool {
+	if len(id) == 0 || len(id) > maxIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -229,6 +345,12 @@ type idGen struct {
 }
 
 func (g *idGen) next(now time.Time) string {
+	var b [36]byte
+	return string(g.appendNext(b[:0], now))
+}
+
+// appendNext appends the next ID's 36 characters to dst.
+func (g *idGen) appendNext(dst []byte, now time.Time) []byte {
 	ms := now.UnixMilli()
 	g.mu.Lock()
 	if ms <= g.lastMs {
@@ -251,7 +373,7 @@ func (g *idGen) next(now time.Time) string {
 	u[6] = 0x70 | byte(seq>>8)
 	u[7] = byte(seq)
 	u[8] = u[8]&0x3f | 0x80
-	return formatUUID(u)
+	return appendUUID(dst, u)
 }
 
 // legacyID derives the ID of a legacy line from its byte offset and
@@ -273,16 +395,19 @@ func legacyID(offset int64, line []byte) string {
 
 func formatUUID(u [16]byte) string {
 	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	return string(appendUUID(b[:0], u))
+}
+
+func appendUUID(dst []byte, u [16]byte) []byte {
+	dst = hex.AppendEncode(dst, u[0:4])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[4:6])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[6:8])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, u[8:10])
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, u[10:])
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

@@ -57,3 +57,38 @@ func FuzzDecodeLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeEnvelope checks the hand-written fast path against
+// encoding/json: whenever decodeEnvelope accepts a body, decoding the same
+// line with encoding/json must give the very same record. Decoding into a
+// reused buffer must not change the answer either.
+func FuzzDecodeEnvelope(f *testing.F) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 890123456, time.UTC)
+	for _, p := range [][]byte{[]byte(`{"cmd":"ls"}`), []byte("echo secret"), {}, []byte(`"\u00e9"`), []byte(`[1, 2]`)} {
+		line := appendRecord(nil, Record{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Payload: p, EnqueuedAt: at, Attempts: 12})
+		f.Add(line[:len(line)-1-crcSuffixSize])
+	}
+	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00+01:00","a":0,"p":1,"b":"AA=="`))
+	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":01,"p":{"x":1},"p":2`))
+	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"A\rA=="`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := decodeEnvelope(body, nil)
+		scratch := []byte("stale")
+		reused, okReused := decodeEnvelope(body, &scratch)
+		if ok != okReused || ok && !bytes.Equal(fast.Payload, reused.Payload) {
+			t.Fatal("decoding into a reused buffer changes the result")
+		}
+		if !ok {
+			return
+		}
+		line := append(appendHex32(append(bytes.Clone(body), crcKey...), crc32c(body)), '"', '}')
+		slow, _, problem := decodeEnvelopeJSON(line)
+		if problem != ProblemNone {
+			t.Fatalf("fast path accepted what encoding/json calls %v", problem)
+		}
+		if fast.ID != slow.ID || fast.Attempts != slow.Attempts || !bytes.Equal(fast.Payload, slow.Payload) ||
+			!fast.EnqueuedAt.Equal(slow.EnqueuedAt) || fast.EnqueuedAt.Location().String() != slow.EnqueuedAt.Location().String() {
+			t.Fatal("fast path and encoding/json disagree")
+		}
+	})
+}

@@ -66,7 +66,8 @@ type RepublisherConfig struct {
 	// Prepare, when not nil, is called on every message just before it is
 	// published, to add metadata derived from the record. It must not
 	// change the message UUID or payload, and it must be safe for
-	// concurrent use when Republish is.
+	// concurrent use when Republish is. rec.Payload is valid only during
+	// the call (see PendingStore.Replay); msg.Payload is a copy.
 	Prepare func(msg *message.Message, rec Record)
 }
 

@@ -12,8 +12,8 @@ import (
 
 // How a Replay keeps every record through a crash at any point.
 //
-// 1. Seal: under syncMu and mu the active file P is fsynced, closed and
-// renamed to the segment P.seg.<n>-<n>; the directory is fsynced and a
+// 1. Seal: under syncMu and mu the active file P is fsynced (unless it has
+// nothing unsynced, or the policy is SyncNever), closed and renamed to the segment P.seg.<n>-<n>; the directory is fsynced and a
 // fresh P created. Appends wait only for this, then go on into P for the
 // whole replay. A crash before the rename leaves P as it was; after it,
 // opening finds the segment and creates P.
@@ -44,16 +44,23 @@ func (s *JSONLStore) sealLocked() error {
 	if s.active == nil || s.activeOff == 0 {
 		return nil
 	}
-	if s.needTruncate {
+	cut := s.needTruncate
+	if cut {
 		if err := s.active.Truncate(s.activeOff); err != nil {
 			return fmt.Errorf("syncbreaker: seal: %w", err)
 		}
 		s.needTruncate = false
 	}
-	if err := s.active.Sync(); err != nil {
-		return fmt.Errorf("syncbreaker: seal: fsync: %w", err)
+	// Skip the fsync when it has nothing to do (SyncAlways has fsynced
+	// every acknowledged record) or nothing to promise (SyncNever leaves
+	// flushing to the OS, segments included): after a burst of appends it
+	// would write back the whole file and dominate the replay.
+	if cut || s.cfg.Sync != SyncNever && s.syncedGen.Load() < s.writtenGen {
+		if err := s.active.Sync(); err != nil {
+			return fmt.Errorf("syncbreaker: seal: fsync: %w", err)
+		}
+		s.syncedGen.Store(s.writtenGen)
 	}
-	s.syncedGen = s.writtenGen
 	// Windows cannot rename an open file.
 	if err := s.active.Close(); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
@@ -80,7 +87,8 @@ func (s *JSONLStore) sealLocked() error {
 }
 
 // Replay calls fn for every pending record, oldest first, as
-// PendingStore.Replay documents. Records appended while it runs are left
+// PendingStore.Replay documents; rec.Payload shares a buffer that the
+// next record overwrites. Records appended while it runs are left
 // for the next Replay. Only one Replay runs at a time; another waits (or
 // returns ctx.Err()). The returned error is ctx.Err() when ctx ended, or an
 // I/O error, in which case nothing was removed.

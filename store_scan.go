@@ -71,6 +71,7 @@ func maxLineSize(maxPayload int) int {
 // legacyTime is the EnqueuedAt given to legacy lines.
 func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Writer, fn func(*ScanEntry, []byte) error) error {
 	lr := newLineReader(r, maxLine)
+	var scratch []byte // payloads are valid only during fn
 	for {
 		ln, err := lr.next(overflow)
 		if errors.Is(err, io.EOF) {
@@ -86,7 +87,7 @@ func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Wri
 		case ln.torn:
 			e.Problem = ProblemTornTail
 		default:
-			rec, legacy, problem := decodeLine(ln.data)
+			rec, legacy, problem := decodeLineReusing(ln.data, &scratch)
 			e.Problem, e.Legacy = problem, legacy
 			if legacy {
 				rec.ID = legacyID(ln.off, ln.data)

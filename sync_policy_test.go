@@ -1,0 +1,97 @@
+package syncbreaker
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Appenders that write while an fsync runs must all be covered by the
+// next one (group commit), and their records must be written while the
+// first fsync is still running, not after it.
+func TestGroupCommitJoinsWritersArrivingDuringFsync(t *testing.T) {
+	tests := []struct {
+		name    string
+		failing bool // the first fsync fails: its appender gets the error, the others retry
+	}{
+		{"fsync succeeds", false},
+		{"first fsync fails", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const late = 5
+			var syncs atomic.Int32
+			release := make(chan struct{})
+			ffs := &syncHookFS{onSync: func() error {
+				if syncs.Add(1) == 1 {
+					<-release
+					if tt.failing {
+						return syscall.EIO
+					}
+				}
+				return nil
+			}}
+			s := openTestStore(t, storePath(t), StoreConfig{fs: ffs})
+			ctx := context.Background()
+
+			first := make(chan error, 1)
+			go func() { first <- s.Append(ctx, []byte(`{"n":0}`)) }()
+			require.Eventually(t, func() bool { return syncs.Load() == 1 }, 10*time.Second, time.Millisecond)
+
+			var wg sync.WaitGroup
+			errs := make([]error, late)
+			for i := range late {
+				wg.Go(func() { errs[i] = s.Append(ctx, []byte(`{"n":1}`)) })
+			}
+			require.Eventually(t, func() bool { return s.Stats().Appended == late+1 }, 10*time.Second, time.Millisecond,
+				"late appenders must write while the first fsync runs")
+			close(release)
+			wg.Wait()
+			err := <-first
+			if tt.failing {
+				assert.ErrorIs(t, err, syscall.EIO)
+			} else {
+				assert.NoError(t, err)
+			}
+			for _, err := range errs {
+				assert.NoError(t, err)
+			}
+			assert.Equal(t, int32(2), syncs.Load(), "one fsync for the first appender, one for all the late ones")
+		})
+	}
+}
+
+// syncHookFS is the real filesystem with onSync called before every fsync
+// of a file. Unlike faultFS it holds no lock while onSync blocks, so
+// writes go on meanwhile.
+type syncHookFS struct {
+	osFS
+	onSync func() error
+}
+
+func (f *syncHookFS) OpenFile(name string, flag int, perm os.FileMode) (storeFile, error) {
+	file, err := f.osFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return syncHookFile{file, f.onSync}, nil
+}
+
+type syncHookFile struct {
+	storeFile
+	onSync func() error
+}
+
+func (f syncHookFile) Sync() error {
+	if err := f.onSync(); err != nil {
+		return err
+	}
+	return f.storeFile.Sync()
+}
