@@ -15,7 +15,10 @@ import (
 // Republisher sends a pending record back into the daemon's pipeline.
 type Republisher interface {
 	// Republish publishes rec; a nil error means it is delivered to the
-	// publisher and may be removed from the store.
+	// publisher and may be removed from the store. rec.Payload may be a
+	// store's reused buffer, valid only during the call: an implementation
+	// that hands it on asynchronously copies it first, as TopicRepublisher
+	// does.
 	Republish(ctx context.Context, rec Record) error
 }
 
