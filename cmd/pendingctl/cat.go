@@ -74,10 +74,7 @@ type catter struct {
 }
 
 func (c catter) run(path string, stdout, stderr io.Writer) int {
-	l, err := storeFiles(path)
-	if err == nil {
-		err = checkIsStore(l, c.cfg)
-	}
+	l, err := storeLayout(path, c.cfg)
 	if err != nil {
 		return fail(stderr, "cat", err)
 	}
@@ -130,6 +127,7 @@ func (c catter) run(path string, stdout, stderr io.Writer) int {
 // appendLine appends e's output line, newline included, to dst.
 func (c catter) appendLine(dst []byte, e syncbreaker.ScanEntry) []byte {
 	rec := e.Record
+	isJSON := jsonLine(rec.Payload) // decided once: it reads the whole payload
 	if c.withMeta {
 		id, _ := json.Marshal(rec.ID) // a string: cannot fail
 		dst = append(dst, `{"id":`...)
@@ -142,13 +140,13 @@ func (c catter) appendLine(dst []byte, e syncbreaker.ScanEntry) []byte {
 			dst = append(dst, `,"legacy":true`...)
 		}
 		dst = append(dst, ',')
-	} else if jsonLine(rec.Payload) {
+	} else if isJSON {
 		dst = append(dst, rec.Payload...)
 		return append(dst, '\n')
 	} else {
 		dst = append(dst, '{')
 	}
-	if jsonLine(rec.Payload) {
+	if isJSON {
 		dst = append(dst, `"payload":`...)
 		dst = append(dst, rec.Payload...)
 	} else {

@@ -109,12 +109,7 @@ const secret = "s3cr3t-history"
 func newStore(t *testing.T, dir string, payloads ...string) string {
 	t.Helper()
 	path := filepath.Join(dir, "sync-pending.jsonl")
-	s, err := syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{})
-	require.NoError(t, err)
-	for _, p := range payloads {
-		require.NoError(t, s.Append(t.Context(), []byte(p)))
-	}
-	closeStore(t, s)
+	appendPayloads(t, path, payloads...)
 	return path
 }
 

@@ -49,11 +49,7 @@ first. Refuses (exit 4) when FILE does not exist or holds no record at all
 // nil store and the exit code.
 func openForWrite(name, path string, maxPayload int, stderr io.Writer) (*syncbreaker.JSONLStore, int) {
 	cfg := syncbreaker.ScanConfig{MaxPayloadBytes: maxPayload}
-	l, err := storeFiles(path)
-	if err == nil {
-		err = checkIsStore(l, cfg)
-	}
-	if err != nil {
+	if _, err := storeLayout(path, cfg); err != nil {
 		return nil, fail(stderr, name, err)
 	}
 	// No size limit: this open only repairs and requeues, and a daemon

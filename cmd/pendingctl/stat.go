@@ -85,11 +85,8 @@ type attemptCount struct {
 }
 
 func statStore(path string, cfg syncbreaker.ScanConfig) (*statReport, error) {
-	l, err := storeFiles(path)
+	l, err := storeLayout(path, cfg)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkIsStore(l, cfg); err != nil {
 		return nil, err
 	}
 	rep := &statReport{Path: path, Files: statFiles{

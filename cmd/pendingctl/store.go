@@ -15,6 +15,17 @@ import (
 // errNotStore says the files at FILE hold lines, none of them a record.
 var errNotStore = errors.New("not a syncbreaker store")
 
+// storeLayout lists the store's files and checks they belong to a store:
+// it fails with a clear message when there is no store at path at all, path
+// is a directory, or the files are not a store's (see checkIsStore).
+func storeLayout(path string, cfg syncbreaker.ScanConfig) (syncbreaker.StoreLayout, error) {
+	l, err := storeFiles(path)
+	if err != nil {
+		return l, err
+	}
+	return l, checkIsStore(l, cfg)
+}
+
 // storeFiles lists the store's files and fails with a clear message when
 // there is no store at path at all, or path is a directory.
 func storeFiles(path string) (syncbreaker.StoreLayout, error) {

@@ -33,10 +33,7 @@ a record being appended at that very moment shows up as a torn tail.`,
 }
 
 func verifyStore(path string, cfg syncbreaker.ScanConfig, stdout, stderr io.Writer) int {
-	l, err := storeFiles(path)
-	if err == nil {
-		err = checkIsStore(l, cfg)
-	}
+	l, err := storeLayout(path, cfg)
 	if err != nil {
 		return fail(stderr, "verify", err)
 	}
