@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"time"
@@ -146,10 +147,7 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 		r.pacer = newPacer(rate, burst)
 	}
 	if len(cfg.Metadata) > 0 {
-		r.metadata = make(map[string]string, len(cfg.Metadata))
-		for k, v := range cfg.Metadata {
-			r.metadata[k] = v
-		}
+		r.metadata = maps.Clone(cfg.Metadata)
 	}
 	return r, nil
 }

@@ -92,10 +92,11 @@ func runDaemon(stdin io.Reader, stdout io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	handle := breaker.Middleware(func(msg *message.Message) ([]*message.Message, error) {
+		return nil, post(msg.Context(), client, serverURL, msg)
+	})
 	router.AddConsumerHandler("sync-to-server", syncTopic, sub, func(msg *message.Message) error {
-		_, err := breaker.Middleware(func(msg *message.Message) ([]*message.Message, error) {
-			return nil, post(msg.Context(), client, serverURL, msg)
-		})(msg)
+		_, err := handle(msg)
 		return err
 	})
 	routerDone := make(chan error, 1)

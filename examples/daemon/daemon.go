@@ -104,12 +104,11 @@ func run(ctx context.Context, out io.Writer, opts options) (sum summary, err err
 		return sum, err
 	}
 	republisher := &countingRepublisher{Republisher: topicRepublisher}
-	var breaker *syncbreaker.Breaker
-	breaker, err = syncbreaker.New(syncbreaker.Config{
+	breaker, err := syncbreaker.New(syncbreaker.Config{
 		FailureThreshold: opts.threshold,
 		ResetInterval:    opts.reset,
 		OnStateChange: func(c syncbreaker.StateChange) {
-			reportStateChange(con, c, store.Stats(), breaker.Stats())
+			reportStateChange(con, c, store.Stats())
 		},
 	}, store, republisher)
 	if err != nil {
@@ -272,7 +271,7 @@ func (c *countingRepublisher) Republish(ctx context.Context, rec syncbreaker.Rec
 }
 
 // reportStateChange prints one circuit transition.
-func reportStateChange(con *console, c syncbreaker.StateChange, st syncbreaker.StoreStats, bst syncbreaker.Stats) {
+func reportStateChange(con *console, c syncbreaker.StateChange, st syncbreaker.StoreStats) {
 	switch c.To {
 	case syncbreaker.StateOpen:
 		con.printf("circuit OPEN: spilling payloads to the file; half-open probe in %v", c.OpenInterval.Round(100*time.Millisecond))
