@@ -61,11 +61,14 @@ func (s *JSONLStore) sealLocked() error {
 		}
 		s.syncedGen.Store(s.writtenGen)
 	}
-	// Windows cannot rename an open file.
-	if err := s.active.Close(); err != nil {
+	// Windows cannot rename an open file. The descriptor is gone even when
+	// Close reports an error, so forget it either way: the next append
+	// reopens the active file and cuts it back to activeOff.
+	err := s.active.Close()
+	s.active = nil
+	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	s.active = nil
 	seg := segmentPath(s.path, s.nextSeq, s.nextSeq)
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P

@@ -106,6 +106,16 @@ func (f *faultFile) Truncate(n int64) error {
 	return f.storeFile.Truncate(n)
 }
 
+// Close releases the descriptor either way, as close(2) does even when it
+// reports an error.
+func (f *faultFile) Close() error {
+	err := f.storeFile.Close()
+	if ferr := f.fs.check("close", f.Name()); ferr != nil {
+		return ferr
+	}
+	return err
+}
+
 // failOn fails op on files whose name has the given prefix or suffix
 // matcher, n times (n < 0: always).
 func failOn(op string, match func(string) bool, err error, n int) func(string, string) error {
@@ -181,6 +191,7 @@ func TestFaultsOnReplay(t *testing.T) {
 	}{
 		{"EIO on seal fsync", failOn("sync", isActive, syscall.EIO, 1)},
 		{"EIO on seal rename", failOn("rename", isActive, syscall.EIO, 1)},
+		{"EIO on seal close", failOn("close", isActive, syscall.EIO, 1)},
 		{"ENOSPC writing kept records", failOn("write", isTemp, syscall.ENOSPC, 1)},
 		{"EIO on temp fsync", failOn("sync", isTemp, syscall.EIO, 1)},
 		{"EIO on commit rename", failOn("rename", isTemp, syscall.EIO, 1)},
