@@ -324,6 +324,19 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
+// cutBackLocked drops what a failed write left past activeOff, and reports
+// whether there was anything to cut. Requires s.mu.
+func (s *JSONLStore) cutBackLocked() (cut bool, err error) {
+	if !s.needTruncate {
+		return false, nil
+	}
+	if err := s.active.Truncate(s.activeOff); err != nil {
+		return false, err
+	}
+	s.needTruncate = false
+	return true, nil
+}
+
 // writeLocked writes one line at the end of the active file. Requires s.mu.
 func (s *JSONLStore) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool, err error) {
 	if s.closed {
@@ -336,11 +349,8 @@ func (s *JSONLStore) writeLocked(line []byte, now time.Time) (gen uint64, rotate
 		}
 		s.active, s.needTruncate = f, true
 	}
-	if s.needTruncate {
-		if err := s.active.Truncate(s.activeOff); err != nil {
-			return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
-		}
-		s.needTruncate = false
+	if _, err := s.cutBackLocked(); err != nil {
+		return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
 	}
 	if s.cfg.MaxBytes > 0 && s.pendingBytes+int64(len(line)) > s.cfg.MaxBytes {
 		s.rejectedFull.Add(1)

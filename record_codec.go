@@ -108,7 +108,7 @@ func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time
 		dst = base64.StdEncoding.AppendEncode(dst, payload)
 		dst = append(dst, '"')
 	}
-	sum := crc32.Checksum(dst[start:], castagnoli)
+	sum := crc32c(dst[start:])
 	dst = append(dst, crcKey...)
 	dst = appendHex32(dst, sum)
 	return append(dst, '"', '}', '\n')
@@ -189,7 +189,7 @@ func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, p
 	if err != nil {
 		return Record{}, false, ProblemBadJSON
 	}
-	if crc32.Checksum(line[:n-crcSuffixSize], castagnoli) != uint32(want) {
+	if crc32c(line[:n-crcSuffixSize]) != uint32(want) {
 		return Record{}, false, ProblemChecksum
 	}
 	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize], scratch); ok {
@@ -342,11 +342,6 @@ type idGen struct {
 	mu     sync.Mutex
 	lastMs int64
 	seq    uint16
-}
-
-func (g *idGen) next(now time.Time) string {
-	var b [36]byte
-	return string(g.appendNext(b[:0], now))
 }
 
 // appendNext appends the next ID's 36 characters to dst.

@@ -133,3 +133,10 @@ func TestIDGenSortableAndUnique(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(g.next(now.Add(time.Hour)), "018b"), "time prefix")
 }
+
+// next returns the next ID as a string; the store itself appends IDs
+// straight into its line buffer (appendNext).
+func (g *idGen) next(now time.Time) string {
+	var b [36]byte
+	return string(g.appendNext(b[:0], now))
+}

@@ -44,12 +44,9 @@ func (s *JSONLStore) sealLocked() error {
 	if s.active == nil || s.activeOff == 0 {
 		return nil
 	}
-	cut := s.needTruncate
-	if cut {
-		if err := s.active.Truncate(s.activeOff); err != nil {
-			return fmt.Errorf("syncbreaker: seal: %w", err)
-		}
-		s.needTruncate = false
+	cut, err := s.cutBackLocked()
+	if err != nil {
+		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
 	// Skip the fsync when it has nothing to do (SyncAlways has fsynced
 	// every acknowledged record) or nothing to promise (SyncNever leaves
@@ -64,7 +61,7 @@ func (s *JSONLStore) sealLocked() error {
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
-	err := s.active.Close()
+	err = s.active.Close()
 	s.active = nil
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
@@ -199,18 +196,14 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 			return d.quar.writeLine(raw)
 		}
 		rec := e.Record
-		if ctx.Err() != nil {
-			d.res.Skipped++
-			return d.keep(append(append(d.enc[:0], raw...), '\n'), rec.EnqueuedAt)
+		if ctx.Err() == nil {
+			if ferr := d.fn(ctx, rec); ferr == nil {
+				d.republished++
+				d.res.Republished++
+				return nil
+			}
 		}
-		ferr := d.fn(ctx, rec)
-		switch {
-		case ferr == nil:
-			d.republished++
-			d.res.Republished++
-			return nil
-		case ctx.Err() != nil:
-			// Failed because the replay was cancelled: not an attempt.
+		if ctx.Err() != nil { // cancelled before or during fn: not an attempt
 			d.res.Skipped++
 			return d.keep(append(append(d.enc[:0], raw...), '\n'), rec.EnqueuedAt)
 		}

@@ -1,6 +1,7 @@
 package syncbreaker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -125,10 +126,7 @@ func listStore(path string) (live []segment, superseded, temps []string, err err
 		}
 	}
 	slices.SortFunc(all, func(a, b segment) int {
-		if a.hi != b.hi {
-			return cmpUint(a.hi, b.hi)
-		}
-		return cmpUint(b.lo, a.lo) // wider range first
+		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(b.lo, a.lo)) // wider range first
 	})
 	for i, s := range all {
 		if supersededBy(s, all, i) {
@@ -148,14 +146,4 @@ func supersededBy(s segment, all []segment, self int) bool {
 		}
 	}
 	return false
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
