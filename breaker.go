@@ -124,8 +124,12 @@ type Stats struct {
 	SpillErrors uint64
 	// Republished counts records republished and removed from the store.
 	Republished uint64
-	// RepublishErrors counts failed Republish calls.
+	// RepublishErrors counts failed Republish calls (not those abandoned
+	// because the caller's context ended).
 	RepublishErrors uint64
+	// SettleTimeouts counts republished messages not settled within the
+	// republisher's SettleTimeout (they stay pending, no attempt counted).
+	SettleTimeouts uint64
 	// Replays counts replays started by RetryPending or Run.
 	Replays uint64
 	// LastChange is when the state last changed (zero if it never did).
@@ -180,6 +184,9 @@ type Breaker struct {
 	spilled, spillErrors     atomic.Uint64
 	republished, republishEr atomic.Uint64
 	replays                  atomic.Uint64
+	settleTimeouts           atomic.Uint64
+	settleTimeoutsInRow      atomic.Uint64
+	settler                  Settler // the republisher, when it can settle; else nil
 
 	running   atomic.Bool
 	replaying atomic.Bool
@@ -266,6 +273,7 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 			rng:        cfg.Rand,
 		},
 	}
+	b.settler, _ = republisher.(Settler)
 	b.notifier.fn = cfg.OnStateChange
 	b.notifier.log = log
 	return b, nil
@@ -459,6 +467,7 @@ func (b *Breaker) Stats() Stats {
 	s.Republished = b.republished.Load()
 	s.RepublishErrors = b.republishEr.Load()
 	s.Replays = b.replays.Load()
+	s.SettleTimeouts = b.settleTimeouts.Load()
 	return s
 }
 

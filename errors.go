@@ -1,6 +1,9 @@
 package syncbreaker
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors callers branch on with errors.Is.
 var (
@@ -14,6 +17,20 @@ var (
 	// the same Breaker is in progress; the records will be handled by that
 	// replay or by the next one.
 	ErrReplayInProgress = errors.New("syncbreaker: replay already in progress")
+	// ErrNotAttempted, wrapped by the error a Replay callback returns,
+	// keeps the record exactly as it was, without counting an attempt:
+	// the record was not tried, or nothing says it failed (ErrSettleTimeout
+	// wraps it).
+	ErrNotAttempted = errors.New("syncbreaker: record not attempted")
+	// ErrSettleTimeout is returned by TopicRepublisher.Republish when the
+	// published message was not settled within SettleTimeout. The record
+	// stays pending with no attempt counted: the handler may simply be
+	// slow, or the daemon does not call Settle.
+	ErrSettleTimeout = fmt.Errorf("%w: republished message not settled in time", ErrNotAttempted)
+	// ErrNotHandled is wrapped, with the handler's error, by
+	// TopicRepublisher.Republish when the handler settled the message with
+	// an error: it was delivered, and the handler could not send it.
+	ErrNotHandled = errors.New("syncbreaker: republished message not handled")
 	// ErrInvalidConfig is wrapped by New when the configuration or its
 	// arguments cannot work.
 	ErrInvalidConfig = errors.New("syncbreaker: invalid config")

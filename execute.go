@@ -29,20 +29,24 @@ func (b *Breaker) Execute(ctx context.Context, payload []byte, send func(context
 		return b.SaveForRetry(ctx, payload)
 	}
 	err := send(ctx)
-	if err == nil {
-		b.success(w, true)
-		return nil
-	}
-	if !b.countsAsFailure(ctx, err) {
-		return err
-	}
-	if !b.failure(w, true) {
+	if !b.record(ctx, w, err) {
 		return err
 	}
 	if serr := b.SaveForRetry(ctx, payload); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return nil
+}
+
+// record records the outcome err of a call that started when the word was
+// w, and reports whether its payload must be spilled: err is a failure
+// that left the circuit open.
+func (b *Breaker) record(ctx context.Context, w uint64, err error) (spill bool) {
+	if err == nil {
+		b.success(w, true)
+		return false
+	}
+	return b.countsAsFailure(ctx, err) && b.failure(w, true)
 }
 
 // countsAsFailure reports whether err says the server is failing.

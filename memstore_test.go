@@ -3,6 +3,7 @@ package syncbreaker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,16 +11,19 @@ import (
 	"github.com/syncbreaker/syncbreaker"
 )
 
-// memStore is an in-memory PendingStore that follows the store contract:
-// records for which fn returns nil are removed, the others stay in order
-// with Attempts incremented, records not reached when ctx ends are left as
-// they were, and appends during a replay are kept.
+// memStore is an in-memory PendingStore that follows the store contract
+// (PendingStore.Replay): records for which fn returns nil are removed,
+// Permanent ones move to the dead letters with Attempts+1, those fn says
+// were not attempted (or that ctx ended on) stay as they were, the others
+// stay in order with Attempts+1; fn owns the payload it gets; appends
+// during a replay are kept.
 type memStore struct {
 	mu        sync.Mutex
 	recs      []syncbreaker.Record
 	next      int
 	appendErr error
 	appended  int
+	dead      []syncbreaker.Record
 }
 
 var _ syncbreaker.PendingStore = (*memStore)(nil)
@@ -49,20 +53,36 @@ func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbrea
 		keep []syncbreaker.Record
 		res  syncbreaker.ReplayResult
 	)
+	var dead []syncbreaker.Record
 	for i, rec := range snapshot {
 		if ctx.Err() != nil {
 			keep = append(keep, snapshot[i:]...)
+			res.Skipped += len(snapshot) - i
 			break
 		}
-		if err := fn(ctx, rec); err != nil {
-			rec.Attempts++
-			keep = append(keep, rec)
+		owned := rec
+		owned.Payload = bytes.Clone(rec.Payload)
+		err := fn(ctx, owned)
+		switch {
+		case err == nil:
+			res.Republished++
 			continue
+		case syncbreaker.IsPermanent(err):
+			rec.Attempts++
+			dead = append(dead, rec)
+			res.DeadLettered++
+			continue
+		case ctx.Err() != nil, errors.Is(err, syncbreaker.ErrNotAttempted), errors.Is(err, syncbreaker.ErrOpen):
+			res.Skipped++
+		default:
+			rec.Attempts++
+			res.Failed++
 		}
-		res.Republished++
+		keep = append(keep, rec)
 	}
 	s.mu.Lock()
 	s.recs = append(keep, s.recs[len(snapshot):]...)
+	s.dead = append(s.dead, dead...)
 	res.Remaining = len(s.recs)
 	s.mu.Unlock()
 	return res, ctx.Err()

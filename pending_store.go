@@ -25,7 +25,9 @@ type ReplayResult struct {
 	Remaining   int // records still pending afterwards
 	// Failed counts records fn failed that stay pending with Attempts+1.
 	Failed int
-	// Skipped counts records left untouched because ctx ended.
+	// Skipped counts records left exactly as they were, with no attempt
+	// counted: ctx ended before fn settled them, or fn's error said the
+	// record was not tried (ErrNotAttempted, ErrOpen).
 	Skipped int
 	// DeadLettered counts records moved to the dead-letter file because
 	// they reached the store's attempt limit.
@@ -42,15 +44,26 @@ type PendingStore interface {
 	// Append stores payload durably (as the store's sync policy defines it)
 	// and returns nil only once it is stored.
 	Append(ctx context.Context, payload []byte) error
-	// Replay calls fn for pending records, oldest first. Records for which fn
-	// returns nil are removed; the others stay, in their original order, with
-	// Attempts incremented. When ctx ends, Replay stops calling fn, leaves
-	// every record it has not settled as it was (no attempt is counted for
-	// them) and returns the result so far with ctx.Err(). Delivery is
-	// at-least-once: after a crash a record may be replayed again, always
-	// with the same ID. The record's Payload is valid only until fn
-	// returns (a store may reuse its memory for the next record): fn must
-	// copy it to keep it.
+	// Replay calls fn for pending records, oldest first, one at a time.
+	// fn's error decides what happens to each record:
+	//
+	//   - nil: the record is delivered and removed.
+	//   - an error marked with Permanent: the record can never be
+	//     delivered; it moves to the store's dead letters at once (a store
+	//     without them keeps it with Attempts+1).
+	//   - an error wrapping ErrNotAttempted or ErrOpen, or any error once
+	//     ctx has ended: nothing says the record failed (a settle timeout,
+	//     an open circuit, a stop); it stays exactly as it was.
+	//   - any other error: a failed delivery; the record stays in its
+	//     original place with Attempts+1, and a store with an attempt
+	//     limit dead-letters it once the limit is reached.
+	//
+	// When ctx ends, Replay stops calling fn, leaves every record it has
+	// not settled as it was and returns the result so far with ctx.Err().
+	// Delivery is at-least-once: after a crash a record may be replayed
+	// again, always with the same ID. The record belongs to fn: it may keep
+	// rec.Payload, send it on a channel or hand it to an asynchronous
+	// publisher; the store never touches that memory again.
 	Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error)
 	// Close releases the store. It is safe to call more than once.
 	Close() error

@@ -1,13 +1,15 @@
 package syncbreaker
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -15,11 +17,12 @@ import (
 
 // Republisher sends a pending record back into the daemon's pipeline.
 type Republisher interface {
-	// Republish publishes rec; a nil error means it is delivered to the
-	// publisher and may be removed from the store. rec.Payload may be a
-	// store's reused buffer, valid only during the call: an implementation
-	// that hands it on asynchronously copies it first, as TopicRepublisher
-	// does.
+	// Republish publishes rec; a nil error means the record is delivered
+	// and may be removed from the store. rec is the Republisher's own: it
+	// may hand rec.Payload on to an asynchronous publisher without copying
+	// it. An error wrapping ErrNotAttempted (a timeout, a stop) keeps the
+	// record as it was; any other error counts a failed attempt (see
+	// PendingStore.Replay).
 	Republish(ctx context.Context, rec Record) error
 }
 
@@ -34,6 +37,10 @@ const (
 	// MetadataAttempts holds Record.Attempts in decimal: the failed
 	// republish attempts before this one.
 	MetadataAttempts = "syncbreaker_attempts"
+	// MetadataSettleToken is set, when SettleTimeout is on, to a value
+	// unique to the republisher that published the message, so Settle
+	// tells its own messages from any other with one metadata lookup.
+	MetadataSettleToken = "syncbreaker_settle"
 )
 
 // Republisher defaults, used where a [RepublisherConfig] field is zero.
@@ -58,21 +65,30 @@ type RepublisherConfig struct {
 	// Burst is how many records may be published back to back before the
 	// pace applies. Zero means DefaultRepublishBurst; negative is an error.
 	Burst int
-	// MaxInFlight bounds how many Publish calls run at the same time when
-	// Republish is called from several goroutines. Zero means
+	// MaxInFlight bounds how many records are in flight at once when
+	// Republish is called from several goroutines: being published and,
+	// with SettleTimeout, not yet settled. Zero means
 	// DefaultRepublishMaxInFlight, which also keeps records in order;
-	// negative is an error. It bounds delivery to the consumer only if the
-	// publisher's Publish waits for it (see [TopicRepublisher]).
+	// negative is an error. A Breaker's replay republishes one record at a
+	// time (the store hands Replay's callback one record after the other),
+	// so there the delivery depth is 1 whatever this says.
 	MaxInFlight int
 	// Metadata is added to every message, after the syncbreaker keys (so it
-	// may override them). Nil means none. It is copied by NewRepublisher.
+	// may override them, MetadataSettleToken excepted). Nil means none. It is copied by NewRepublisher.
 	Metadata map[string]string
 	// Prepare, when not nil, is called on every message just before it is
 	// published, to add metadata derived from the record. It must not
 	// change the message UUID or payload, and it must be safe for
-	// concurrent use when Republish is. rec.Payload is valid only during
-	// the call (see PendingStore.Replay); msg.Payload is a copy.
+	// concurrent use when Republish is. msg.Payload is rec.Payload.
 	Prepare func(msg *message.Message, rec Record)
+	// SettleTimeout > 0: Republish returns nil only once the message is
+	// settled as handled (Settle with a nil error, or Breaker.Middleware
+	// after the handler); a Settle error, ctx ending or the timeout return
+	// an error and the record stays pending (see Settle). 0: Publish
+	// returning nil is enough, which is right for a broker whose Publish
+	// means it has stored the message, and wrong for a default GoChannel,
+	// whose Publish returns before any handler ran. Negative is an error.
+	SettleTimeout time.Duration
 }
 
 // TopicRepublisher republishes pending records to one topic of a watermill
@@ -80,15 +96,23 @@ type RepublisherConfig struct {
 // drop duplicates. Create it with [NewRepublisher]; it is safe for
 // concurrent use.
 //
-// Pacing is what keeps a large backlog from becoming a flood. A watermill
-// GoChannel is the common case and the sharpest: its Publish returns at
-// once and leaves, per subscriber, a goroutine holding each message until
-// the subscriber acks it, so publishing faster than the consumer works
-// grows goroutines and memory without limit. Either set
-// gochannel.Config.BlockPublishUntilSubscriberAck, so each Publish waits
-// for the consumer and MaxInFlight bounds what is outstanding, or choose a
-// Rate the consumer can keep up with. Also note that a GoChannel drops a
-// message published while nobody subscribes to its topic and still reports
+// When a record may leave the store. With SettleTimeout set, a record is
+// removed only once the daemon's handler has settled its message as
+// handled: Breaker.Middleware does it after the handler, and a processor
+// loop without a router calls Settle. This is the setting for a default
+// GoChannel, whose Publish returns before any handler has run and whose
+// queued messages die with the process. Without SettleTimeout a record is
+// removed when Publish returns nil, which is right for a broker that has
+// stored the message by then (NATS JetStream, Kafka, SQL), and for a
+// GoChannel with BlockPublishUntilSubscriberAck.
+//
+// Pacing is what keeps a large backlog from becoming a flood. A default
+// GoChannel returns from Publish at once and leaves, per subscriber, a
+// goroutine holding each message until the subscriber acks it, so
+// publishing faster than the consumer works grows goroutines and memory.
+// SettleTimeout bounds this too: a republish holds its MaxInFlight slot
+// until its message is settled. Also note that a GoChannel drops a message
+// published while nobody subscribes to its topic and still reports
 // success: subscribe (start the router) before the breaker runs.
 //
 // Brokers can drop duplicates by message UUID too: with watermill-nats and
@@ -98,10 +122,20 @@ type RepublisherConfig struct {
 type TopicRepublisher struct {
 	pub      message.Publisher
 	topic    string
-	pacer    *pacer        // nil when pacing is off
-	slots    chan struct{} // semaphore of MaxInFlight
+	pacer    *pacer   // nil when pacing is off
+	slots    chan int // free in-flight slots: indexes into waiters
 	metadata map[string]string
 	prepare  func(*message.Message, Record)
+
+	settleTimeout time.Duration
+	token         string                         // MetadataSettleToken of this republisher's messages
+	waiters       []atomic.Pointer[settleWaiter] // one per in-flight slot; nil when not waiting
+}
+
+// settleWaiter is a Republish waiting for its message to be settled.
+type settleWaiter struct {
+	id   string
+	done chan error // cap 1; only the Settle that claimed the waiter sends
 }
 
 var _ Republisher = (*TopicRepublisher)(nil)
@@ -110,38 +144,49 @@ var _ Republisher = (*TopicRepublisher)(nil)
 // starts nothing and does not own pub: closing pub stays the caller's job.
 func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) (*TopicRepublisher, error) {
 	if pub == nil {
-		return nil, errors.New("syncbreaker: republisher: publisher is nil")
+		return nil, fmt.Errorf("%w: republisher: publisher is nil", ErrInvalidConfig)
 	}
 	if topic == "" {
-		return nil, errors.New("syncbreaker: republisher: topic is empty")
+		return nil, fmt.Errorf("%w: republisher: topic is empty", ErrInvalidConfig)
 	}
 	rate := cfg.Rate
 	switch {
 	case math.IsNaN(rate) || rate < 0:
-		return nil, fmt.Errorf("syncbreaker: republisher: rate %v is not a positive number", rate)
+		return nil, fmt.Errorf("%w: republisher: rate %v is not a positive number", ErrInvalidConfig, rate)
 	case rate == 0:
 		rate = DefaultRepublishRate
 	}
 	burst := cfg.Burst
 	switch {
 	case burst < 0:
-		return nil, fmt.Errorf("syncbreaker: republisher: burst %d is negative", burst)
+		return nil, fmt.Errorf("%w: republisher: burst %d is negative", ErrInvalidConfig, burst)
 	case burst == 0:
 		burst = DefaultRepublishBurst
 	}
 	inFlight := cfg.MaxInFlight
 	switch {
 	case inFlight < 0:
-		return nil, fmt.Errorf("syncbreaker: republisher: max in flight %d is negative", inFlight)
+		return nil, fmt.Errorf("%w: republisher: max in flight %d is negative", ErrInvalidConfig, inFlight)
 	case inFlight == 0:
 		inFlight = DefaultRepublishMaxInFlight
 	}
+	if cfg.SettleTimeout < 0 {
+		return nil, fmt.Errorf("%w: republisher: settle timeout %v is negative", ErrInvalidConfig, cfg.SettleTimeout)
+	}
 
 	r := &TopicRepublisher{
-		pub:     pub,
-		topic:   topic,
-		slots:   make(chan struct{}, inFlight),
-		prepare: cfg.Prepare,
+		pub:           pub,
+		topic:         topic,
+		slots:         make(chan int, inFlight),
+		prepare:       cfg.Prepare,
+		settleTimeout: cfg.SettleTimeout,
+	}
+	for i := range inFlight {
+		r.slots <- i
+	}
+	if cfg.SettleTimeout > 0 {
+		r.waiters = make([]atomic.Pointer[settleWaiter], inFlight)
+		r.token = rand.Text()
 	}
 	if !math.IsInf(rate, 1) {
 		r.pacer = newPacer(rate, burst)
@@ -159,16 +204,22 @@ func (r *TopicRepublisher) Topic() string { return r.topic }
 // rec as one message whose UUID is rec.ID. If ctx ends while it waits, it
 // returns ctx.Err() and publishes nothing. A publish error is returned
 // wrapped, so the caller keeps the record pending.
+//
+// With SettleTimeout, it then waits, holding its slot, until the message is
+// settled (see Settle): nil when it was handled; an error wrapping
+// ErrNotHandled and the handler's error when it was not; ErrSettleTimeout
+// when SettleTimeout passed first; ctx.Err() when ctx ended first.
 func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 	if rec.ID == "" {
 		return errors.New("syncbreaker: republish: record has no ID")
 	}
+	var slot int
 	select {
-	case r.slots <- struct{}{}:
+	case slot = <-r.slots:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-r.slots }()
+	defer func() { r.slots <- slot }()
 
 	if r.pacer != nil {
 		if err := r.pacer.Wait(ctx); err != nil {
@@ -178,20 +229,114 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-
-	if err := r.pub.Publish(r.topic, r.message(ctx, rec)); err != nil {
-		// The ID, never the payload: payloads are private.
-		return fmt.Errorf("syncbreaker: republish record %s to topic %q: %w", rec.ID, r.topic, err)
+	// Once published, the message is awaited on the caller's own context
+	// if ctx carries one (see withSettleContext): a breaker stops its round
+	// between records, never under a record already handed to the bus.
+	wctx := ctx
+	if c, ok := ctx.Value(settleContextKey{}).(context.Context); ok {
+		wctx = c
 	}
-	return nil
+	msg := r.message(wctx, rec)
+	if r.settleTimeout == 0 {
+		if err := r.pub.Publish(r.topic, msg); err != nil {
+			return r.publishError(rec, err)
+		}
+		return nil
+	}
+
+	// Register before publishing: with BlockPublishUntilSubscriberAck or
+	// a router, the handler may settle before Publish returns.
+	w := &settleWaiter{id: rec.ID, done: make(chan error, 1)}
+	r.waiters[slot].Store(w)
+	if err := r.pub.Publish(r.topic, msg); err != nil {
+		if r.waiters[slot].CompareAndSwap(w, nil) {
+			return r.publishError(rec, err)
+		}
+		return settled(rec, <-w.done) // handled despite the error: its verdict stands
+	}
+	timer := time.NewTimer(r.settleTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case serr := <-w.done:
+		return settled(rec, serr)
+	case <-timer.C:
+		err = fmt.Errorf("%w: record %s after %v", ErrSettleTimeout, rec.ID, r.settleTimeout)
+	case <-wctx.Done():
+		err = wctx.Err()
+	}
+	if !r.waiters[slot].CompareAndSwap(w, nil) {
+		return settled(rec, <-w.done) // a Settle won the race: it has sent
+	}
+	return err
 }
 
-// message builds the watermill message for rec.
+func (r *TopicRepublisher) publishError(rec Record, err error) error {
+	// The ID, never the payload: payloads are private.
+	return fmt.Errorf("syncbreaker: republish record %s to topic %q: %w", rec.ID, r.topic, err)
+}
+
+// settled turns the error a handler settled a message with into Republish's.
+func settled(rec Record, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &notHandledError{id: rec.ID, err: err}
+}
+
+type notHandledError struct {
+	id  string
+	err error
+}
+
+func (e *notHandledError) Error() string {
+	return "syncbreaker: record " + e.id + " not handled: " + strings.TrimPrefix(e.err.Error(), "syncbreaker: ")
+}
+
+func (e *notHandledError) Unwrap() []error { return []error{ErrNotHandled, e.err} }
+
+// Settle reports that the handler is done with msg and whether r was
+// waiting for it. err nil means handled: sent, or spilled again by the
+// handler; the record is then removed from the store. An error means not
+// handled: the record stays where it is, with its ID and its place, and the
+// daemon acks msg without spilling it (a nack would redeliver it at once on
+// a GoChannel). An error marked with Permanent moves the record to the
+// dead letters.
+//
+// Messages r did not republish (fresh traffic, other republishers), and
+// those it no longer waits for (settled already, timed out, published
+// before a restart), return false at the cost of one metadata lookup: no
+// lock, no allocation. The daemon then handles msg as fresh data. Settle
+// never blocks and is safe from any goroutine, more than once, and after
+// anything has closed. Breaker.Middleware calls it itself.
+func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
+	if msg == nil || r.token == "" || msg.Metadata.Get(MetadataSettleToken) != r.token {
+		return false
+	}
+	for i := range r.waiters {
+		w := r.waiters[i].Load()
+		if w != nil && w.id == msg.UUID && r.waiters[i].CompareAndSwap(w, nil) {
+			w.done <- err // cap 1 and only the winner of the swap sends: never blocks
+			return true
+		}
+	}
+	return false
+}
+
+// settleContextKey carries, in Republish's ctx, the context a published
+// message is awaited on and handled under.
+type settleContextKey struct{}
+
+// withSettleContext returns ctx, which stops Republish before it
+// publishes, carrying wait, which alone abandons a message once published.
+func withSettleContext(ctx, wait context.Context) context.Context {
+	return context.WithValue(ctx, settleContextKey{}, wait)
+}
+
+// message builds the watermill message for rec. The payload is rec's own
+// (see PendingStore.Replay), so it is not copied.
 func (r *TopicRepublisher) message(ctx context.Context, rec Record) *message.Message {
-	// The payload is cloned because a store may reuse rec.Payload once
-	// Republish returns, while an asynchronous publisher (a GoChannel, for
-	// one) still hands the same bytes to its consumer.
-	msg := message.NewMessageWithContext(ctx, rec.ID, bytes.Clone(rec.Payload))
+	msg := message.NewMessageWithContext(ctx, rec.ID, rec.Payload)
 	msg.Metadata.Set(MetadataRepublished, "true")
 	msg.Metadata.Set(MetadataEnqueuedAt, rec.EnqueuedAt.UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(MetadataAttempts, strconv.Itoa(rec.Attempts))
@@ -200,6 +345,9 @@ func (r *TopicRepublisher) message(ctx context.Context, rec Record) *message.Mes
 	}
 	if r.prepare != nil {
 		r.prepare(msg, rec)
+	}
+	if r.token != "" {
+		msg.Metadata.Set(MetadataSettleToken, r.token) // last: nothing may override it
 	}
 	return msg
 }

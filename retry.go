@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -92,28 +93,46 @@ func (b *Breaker) tick(ctx context.Context) {
 	}
 }
 
-// RetryPending republishes pending records now, oldest first, through the
-// Republisher; it may be called with or without Run. Records republished
-// are removed from the store; the others stay, in order.
+// RetryPending republishes pending records now, oldest first, one at a
+// time, through the Republisher; it may be called with or without Run.
+// Records republished are removed from the store; the others stay, in
+// order.
 //
-// The round stops at the first failed Republish (that record's attempt is
-// counted; the rest are left untouched), so a publisher that is down is not
-// hammered with the whole backlog. It also stops as soon as the circuit
-// opens: the replay's context is cancelled and what was not republished
-// stays pending. It returns the store's result with:
-//   - nil when the round went through,
+// What a failed record does to the round:
+//   - The handler refused it (an error wrapping ErrNotHandled) while the
+//     circuit stays closed, that is while the server takes other traffic:
+//     the record's attempt is counted and the round goes on, so one record
+//     the server keeps rejecting never blocks the records behind it. A
+//     refusal marked with Permanent dead-letters the record at once.
+//   - The failure opened the circuit, or the circuit opened meanwhile: no
+//     attempt is counted (the server is down, not the record) and the
+//     round stops before the next record. A record already published is
+//     still awaited; only ctx abandons it.
+//   - Its message was not settled in time (ErrSettleTimeout): no attempt,
+//     and the round stops; timeouts are counted in Stats and logged after
+//     several in a row.
+//   - Publish failed: the attempt is counted and the round stops, so a
+//     publisher that is down is not hammered with the whole backlog.
+//
+// It returns the store's result with:
+//   - nil when the round went through (ReplayResult counts failed and
+//     dead-lettered records),
 //   - ErrOpen when the circuit was or became open,
 //   - ErrReplayInProgress at once when another replay is running (only one
 //     replay runs at a time),
 //   - ctx.Err() when ctx ended,
-//   - a wrapped error naming the record ID when a Republish failed, or the
-//     store failed.
+//   - a wrapped error naming the record ID when a Republish stopped the
+//     round, or the store failed.
 func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	if !b.replaying.CompareAndSwap(false, true) {
 		return ReplayResult{}, ErrReplayInProgress
 	}
 	defer b.replaying.Store(false)
 
+	// rctx ends the round: it is cancelled when the circuit opens, and by
+	// the round itself. It stops the store before the next record and the
+	// republisher before it publishes, while a record already published
+	// is awaited on ctx (withSettleContext).
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b.mu.Lock()
@@ -130,22 +149,28 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	}()
 
 	b.replays.Add(1)
-	var failed error
-	res, err := b.store.Replay(rctx, func(ctx context.Context, rec Record) error {
-		if err := ctx.Err(); err != nil {
-			return err
+	var stopped error // why the round stops; it stops before the next record
+	res, err := b.store.Replay(rctx, func(sctx context.Context, rec Record) error {
+		if stopped != nil {
+			cancel(errRoundStopped) // the store leaves this record and the rest as they are
+			return errRoundStopped
 		}
-		if err := b.republisher.Republish(ctx, rec); err != nil {
-			b.republishEr.Add(1)
-			failed = fmt.Errorf("syncbreaker: republish record %s: %w", rec.ID, err)
-			cancel(errRoundStopped)
-			return err
+		rerr := b.republisher.Republish(withSettleContext(sctx, ctx), rec)
+		if rerr == nil {
+			b.settleTimeoutsInRow.Store(0)
+			return nil
 		}
-		return nil
+		var stop bool
+		rerr, stop = b.classifyRepublishError(ctx, rec, rerr)
+		if stop {
+			stopped = rerr
+		}
+		return rerr
 	})
 	b.republished.Add(uint64(max(res.Republished, 0)))
 	b.log.LogAttrs(ctx, slog.LevelInfo, "syncbreaker: replay",
-		slog.Int("republished", res.Republished), slog.Int("remaining", res.Remaining))
+		slog.Int("republished", res.Republished), slog.Int("failed", res.Failed),
+		slog.Int("dead_lettered", res.DeadLettered), slog.Int("remaining", res.Remaining))
 
 	if rctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		err = nil // our own cancellation; the cause is reported below
@@ -156,10 +181,49 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
-	case failed != nil:
-		return res, errors.Join(failed, err)
-	case errors.Is(context.Cause(rctx), ErrOpen):
+	case errors.Is(context.Cause(rctx), ErrOpen) || errors.Is(stopped, ErrOpen):
 		return res, errors.Join(fmt.Errorf("%w: replay stopped after %d records", ErrOpen, res.Republished), err)
+	case stopped != nil:
+		return res, errors.Join(stopped, err)
 	}
 	return res, err
 }
+
+// classifyRepublishError turns a failed Republish into what the store
+// should do with the record (see PendingStore.Replay) and says whether the
+// round stops. ctx is the caller's.
+func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err error) (_ error, stop bool) {
+	if ctx.Err() != nil {
+		return err, true // the store sees its ctx ended: not an attempt
+	}
+	b.republishEr.Add(1)
+	switch {
+	case errors.Is(err, ErrSettleTimeout):
+		b.settleTimeouts.Add(1)
+		if n := b.settleTimeoutsInRow.Add(1); n == settleTimeoutWarnAfter || n%100 == 0 {
+			b.log.LogAttrs(ctx, slog.LevelWarn, "syncbreaker: republished messages are not being settled; "+
+				"the handler is slow or the daemon does not call Settle (or Breaker.Middleware)",
+				slog.Uint64("timeouts_in_a_row", n), slog.String("id", rec.ID))
+		}
+		return err, true
+	case IsPermanent(err):
+		return err, false // dead-lettered by the store
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrOpen):
+		// The handler gave up, or found the circuit open: not the record.
+		return fmt.Errorf("%w: %w", ErrNotAttempted, err), errors.Is(err, ErrOpen)
+	case b.State() != StateClosed:
+		// The failure opened the circuit (or it opened meanwhile): the
+		// server is down, which says nothing about this record.
+		return fmt.Errorf("%w: %w", ErrNotAttempted, err), true
+	case errors.Is(err, ErrNotHandled):
+		return err, false // an attempt; the round goes on
+	}
+	if !strings.Contains(err.Error(), rec.ID) {
+		err = fmt.Errorf("syncbreaker: republish record %s: %w", rec.ID, err)
+	}
+	return err, true // Publish failed: an attempt
+}
+
+// settleTimeoutWarnAfter is how many settle timeouts in a row make the
+// breaker warn that the daemon may not call Settle.
+const settleTimeoutWarnAfter = 3

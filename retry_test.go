@@ -55,7 +55,7 @@ func TestRetryPendingRepublisherFailureKeepsRecord(t *testing.T) {
 	res, err := b.RetryPending(t.Context())
 	require.ErrorIs(t, err, errServer)
 	assert.Contains(t, err.Error(), "r2")
-	assert.Equal(t, syncbreaker.ReplayResult{Republished: 1, Remaining: 2}, res)
+	assert.Equal(t, syncbreaker.ReplayResult{Republished: 1, Remaining: 2, Failed: 1, Skipped: 1}, res)
 	recs := store.records()
 	require.Len(t, recs, 2)
 	assert.Equal(t, "r2", recs[0].ID)
@@ -239,8 +239,9 @@ func TestRunHalfOpenRepublishesSpilled(t *testing.T) {
 	})
 }
 
-// A republisher failing at the half-open replay keeps the records; they go
-// out at the next tick.
+// A republisher failing at the half-open replay keeps the records, with no
+// attempt counted (attempts count only while the circuit is closed); they
+// go out at the next tick.
 func TestRunHalfOpenRepublishFailureRetriedNextTick(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := seeded(t, "a")
@@ -253,7 +254,7 @@ func TestRunHalfOpenRepublishFailureRetriedNextTick(t *testing.T) {
 		synctest.Wait()
 		require.Equal(t, syncbreaker.StateHalfOpen, b.State())
 		require.Len(t, store.records(), 1)
-		assert.Equal(t, 1, store.records()[0].Attempts)
+		assert.Equal(t, 0, store.records()[0].Attempts)
 
 		rep.mu.Lock()
 		rep.err = nil

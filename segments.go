@@ -2,6 +2,7 @@ package syncbreaker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -196,29 +197,67 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 			return d.quar.writeLine(raw)
 		}
 		rec := e.Record
+		// The callback owns what it gets: it may keep the payload or hand
+		// it to an asynchronous publisher, while the scan reuses its
+		// buffers for the next line.
+		rec.Payload = bytes.Clone(rec.Payload)
+		var ferr error
 		if ctx.Err() == nil {
-			if ferr := d.fn(ctx, rec); ferr == nil {
+			if ferr = d.fn(ctx, rec); ferr == nil {
 				d.republished++
 				d.res.Republished++
 				return nil
 			}
 		}
-		if ctx.Err() != nil { // cancelled before or during fn: not an attempt
+		switch outcomeOf(ctx, ferr) {
+		case outcomeDeadLetter:
+			rec.Attempts++
+			d.enc = appendRecord(d.enc[:0], rec)
+			return d.deadLetter(rec, "permanent")
+		case outcomeNotAttempted:
 			d.res.Skipped++
 			return d.keep(append(append(d.enc[:0], raw...), '\n'), rec.EnqueuedAt)
 		}
 		rec.Attempts++
 		d.enc = appendRecord(d.enc[:0], rec)
 		if max := s.cfg.MaxAttempts; max > 0 && rec.Attempts >= max {
-			d.deadLettered++
-			d.res.DeadLettered++
-			s.log.Warn("syncbreaker: dead-lettered record", "id", rec.ID, "attempts", rec.Attempts)
-			_, err := d.dead.Write(d.enc)
-			return err
+			return d.deadLetter(rec, "max attempts")
 		}
 		d.res.Failed++
 		return d.keep(d.enc, rec.EnqueuedAt)
 	})
+}
+
+// deadLetter appends the record just encoded into d.enc to the dead-letter
+// file.
+func (d *drain) deadLetter(rec Record, why string) error {
+	d.deadLettered++
+	d.res.DeadLettered++
+	d.s.log.Warn("syncbreaker: dead-lettered record", "id", rec.ID, "attempts", rec.Attempts, "reason", why)
+	_, err := d.dead.Write(d.enc)
+	return err
+}
+
+// replayOutcome is what a callback's error does to its record.
+type replayOutcome int
+
+const (
+	outcomeAttempt      replayOutcome = iota // kept with Attempts+1, dead-lettered at MaxAttempts
+	outcomeNotAttempted                      // kept exactly as it was
+	outcomeDeadLetter                        // moved to the dead letters at once
+)
+
+// outcomeOf classifies a non-nil callback error (see PendingStore.Replay).
+// A Permanent verdict stands even when ctx has ended meanwhile: the
+// record was delivered and refused.
+func outcomeOf(ctx context.Context, err error) replayOutcome {
+	switch {
+	case err != nil && IsPermanent(err):
+		return outcomeDeadLetter
+	case ctx.Err() != nil, errors.Is(err, ErrNotAttempted), errors.Is(err, ErrOpen):
+		return outcomeNotAttempted
+	}
+	return outcomeAttempt
 }
 
 // abort drops the temp file; the drained segments stay as they were.
@@ -242,6 +281,19 @@ func (d *drain) commit(drained []segment) error {
 	}
 	fail := func(err error) error {
 		return errors.Join(fmt.Errorf("syncbreaker: replay: commit: %w", err), d.abort())
+	}
+	// A record removed here may have been spilled again by the handler it
+	// was delivered to (a new record in the active file). Under
+	// SyncInterval or SyncNever that copy may not be on disk yet, and the
+	// removal must not become durable before it: fsync the active file
+	// up to what it holds first, whatever the policy.
+	if d.republished+d.deadLettered > 0 {
+		s.mu.Lock()
+		gen := s.writtenGen
+		s.mu.Unlock()
+		if err := s.syncTo(gen); err != nil {
+			return fail(err)
+		}
 	}
 	if d.quar != nil {
 		if err := errors.Join(d.quar.close(), d.dead.close()); err != nil {
