@@ -186,7 +186,8 @@ type Breaker struct {
 	replays                  atomic.Uint64
 	settleTimeouts           atomic.Uint64
 	settleTimeoutsInRow      atomic.Uint64
-	settler                  Settler // the republisher, when it can settle; else nil
+	settler                  Settler           // the republisher, when it can settle; else nil
+	respiller                *TopicRepublisher // the republisher, when it is one waiting for settles
 
 	running   atomic.Bool
 	replaying atomic.Bool
@@ -274,6 +275,9 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 		},
 	}
 	b.settler, _ = republisher.(Settler)
+	if tr, ok := republisher.(*TopicRepublisher); ok && tr.settleTimeout > 0 {
+		b.respiller = tr
+	}
 	b.notifier.fn = cfg.OnStateChange
 	b.notifier.log = log
 	return b, nil
@@ -473,7 +477,18 @@ func (b *Breaker) Stats() Stats {
 
 // SaveForRetry appends payload to the pending store and counts it as
 // spilled. On error the caller still owns the payload.
+//
+// A payload that is a republished record still in flight (the handler of a
+// republished message spilling it again, as a handler does when the
+// circuit is open or the send failed) is not appended again: the record
+// stays pending in its place, under its own ID, and SaveForRetry returns
+// nil. This holds when the publisher hands the handler the published
+// payload itself, as a GoChannel does; with other publishers the payload
+// is spilled as a new record.
 func (b *Breaker) SaveForRetry(ctx context.Context, payload []byte) error {
+	if b.respiller != nil && b.respiller.settleRespilled(payload) {
+		return nil
+	}
 	if err := b.store.Append(ctx, payload); err != nil {
 		b.spillErrors.Add(1)
 		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(payload)))

@@ -134,8 +134,9 @@ type TopicRepublisher struct {
 
 // settleWaiter is a Republish waiting for its message to be settled.
 type settleWaiter struct {
-	id   string
-	done chan error // cap 1; only the Settle that claimed the waiter sends
+	id      string
+	payload []byte     // the message's payload: the record's own memory
+	done    chan error // cap 1; only the Settle that claimed the waiter sends
 }
 
 var _ Republisher = (*TopicRepublisher)(nil)
@@ -246,7 +247,7 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 
 	// Register before publishing: with BlockPublishUntilSubscriberAck or
 	// a router, the handler may settle before Publish returns.
-	w := &settleWaiter{id: rec.ID, done: make(chan error, 1)}
+	w := &settleWaiter{id: rec.ID, payload: rec.Payload, done: make(chan error, 1)}
 	r.waiters[slot].Store(w)
 	if err := r.pub.Publish(r.topic, msg); err != nil {
 		if r.waiters[slot].CompareAndSwap(w, nil) {
@@ -322,6 +323,33 @@ func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
 	}
 	return false
 }
+
+// settleRespilled settles, as not handled, the waiting message whose
+// payload is payload itself (the same memory, not equal bytes), and
+// reports whether there was one. It lets Breaker.SaveForRetry recognise a
+// handler spilling a republished message again: the record then stays in
+// its place under its own ID instead of coming back as a new record.
+// Publishers that hand the subscriber the published payload (a GoChannel)
+// make this match; others (a broker's network copy) never do, and the
+// payload is spilled as a new record as before.
+func (r *TopicRepublisher) settleRespilled(payload []byte) bool {
+	if len(payload) == 0 {
+		return false
+	}
+	for i := range r.waiters {
+		w := r.waiters[i].Load()
+		if w != nil && len(w.payload) == len(payload) && &w.payload[0] == &payload[0] &&
+			r.waiters[i].CompareAndSwap(w, nil) {
+			w.done <- errRespilled
+			return true
+		}
+	}
+	return false
+}
+
+// errRespilled is what a republished message is settled with when its
+// handler spilled it again (see settleRespilled).
+var errRespilled = errors.New("syncbreaker: the handler spilled the republished record again")
 
 // settleContextKey carries, in Republish's ctx, the context a published
 // message is awaited on and handled under.

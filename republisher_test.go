@@ -78,6 +78,7 @@ func TestNewRepublisherValidatesConfig(t *testing.T) {
 		{name: "negative infinite rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: math.Inf(-1)}, wantErr: "rate"},
 		{name: "negative burst", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Burst: -1}, wantErr: "burst"},
 		{name: "negative in flight", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{MaxInFlight: -1}, wantErr: "in flight"},
+		{name: "negative settle timeout", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{SettleTimeout: -time.Second}, wantErr: "settle timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,8 +90,10 @@ func TestNewRepublisherValidatesConfig(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Nil(t, r)
+			assert.ErrorIs(t, err, syncbreaker.ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.wantErr)
 			assert.True(t, strings.HasPrefix(err.Error(), "syncbreaker: "), "error %q lacks the package prefix", err)
+			assert.Equal(t, 1, strings.Count(err.Error(), "syncbreaker:"), "error %q repeats the package prefix", err)
 		})
 	}
 }
