@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -121,4 +122,70 @@ func TestMiddlewareUsesMessageContext(t *testing.T) {
 	_, err := h(msg)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, syncbreaker.StateClosed, b.State(), "the caller's cancellation is not a server failure")
+}
+
+// For a republished message its republisher waits for, the middleware
+// settles the record with the handler's outcome and always acks: a failure
+// or an open circuit leaves the record pending in its place, never spilled
+// again under a new ID and never nacked into a redelivery loop. A message
+// nobody waits for any more is handled like fresh data.
+func TestMiddlewareSettlesRepublishedMessages(t *testing.T) {
+	tests := []struct {
+		name        string
+		openBefore  bool  // the circuit is open when the message arrives
+		handlerErr  error // what the wrapped handler returns
+		threshold   int
+		notAwaited  bool // the republisher gave up on the message first
+		wantCalled  bool
+		wantRepub   func(t *testing.T, err error)
+		wantSpilled int
+		wantState   syncbreaker.State
+	}{
+		{name: "handled", wantCalled: true, threshold: 3,
+			wantRepub: func(t *testing.T, err error) { assert.NoError(t, err) }, wantState: syncbreaker.StateClosed},
+		{name: "handler fails, circuit stays closed", handlerErr: errServer, threshold: 3, wantCalled: true,
+			wantRepub: func(t *testing.T, err error) {
+				assert.ErrorIs(t, err, syncbreaker.ErrNotHandled)
+				assert.ErrorIs(t, err, errServer)
+			}, wantState: syncbreaker.StateClosed},
+		{name: "handler failure opens the circuit", handlerErr: errServer, threshold: 1, wantCalled: true,
+			wantRepub: func(t *testing.T, err error) { assert.ErrorIs(t, err, syncbreaker.ErrNotHandled) }, wantState: syncbreaker.StateOpen},
+		{name: "open before the handler", openBefore: true, threshold: 1,
+			wantRepub: func(t *testing.T, err error) { assert.ErrorIs(t, err, syncbreaker.ErrOpen) }, wantState: syncbreaker.StateOpen},
+		{name: "nobody waits any more, open: spilled as fresh data", openBefore: true, notAwaited: true, threshold: 1,
+			wantRepub: func(t *testing.T, err error) { assert.ErrorIs(t, err, context.Canceled) }, wantSpilled: 1, wantState: syncbreaker.StateOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &memStore{}
+				rig := newSettleRig(t, gochannel.Config{}, time.Hour)
+				b := newBreaker(t, syncbreaker.Config{FailureThreshold: tt.threshold}, store, rig.rep)
+				if tt.openBefore {
+					failN(b, tt.threshold)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				done := rig.republishAsync(ctx, testRecords(1)[0])
+				msg := <-rig.msgs
+				if tt.notAwaited {
+					cancel()
+					synctest.Wait()
+				}
+				called := false
+				handler := b.Middleware(func(*message.Message) ([]*message.Message, error) {
+					called = true
+					return nil, tt.handlerErr
+				})
+				produced, err := handler(msg)
+				msg.Ack()
+				assert.NoError(t, err, "acked, never nacked")
+				assert.Nil(t, produced)
+				assert.Equal(t, tt.wantCalled, called)
+				tt.wantRepub(t, <-done)
+				assert.Len(t, store.records(), tt.wantSpilled)
+				assert.Equal(t, tt.wantState, b.State())
+			})
+		})
+	}
 }

@@ -1,0 +1,125 @@
+package syncbreaker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// opLog records the file operations a store makes, through the fault seam.
+type opLog struct {
+	mu  sync.Mutex
+	ops []string // "op name"
+}
+
+func (l *opLog) record(op, name string) error {
+	l.mu.Lock()
+	l.ops = append(l.ops, op+" "+name)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *opLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ops)
+}
+
+// A record removed by a replay may have been spilled again, as a new
+// record, by the handler it was delivered to. Under SyncNever and
+// SyncInterval that copy is not yet on disk, so the commit fsyncs the
+// active file before the rename and deletes that make the removal
+// durable; otherwise a power loss could keep the removal and lose the
+// copy.
+func TestReplayCommitSyncsRespillsBeforeRemoving(t *testing.T) {
+	for _, policy := range []SyncPolicy{SyncNever, SyncInterval} {
+		t.Run(policy.String(), func(t *testing.T) {
+			log := &opLog{}
+			ffs := &faultFS{}
+			path := filepath.Join(t.TempDir(), "p.jsonl")
+			s := openTestStore(t, path, StoreConfig{fs: ffs, Sync: policy, SyncInterval: 1 << 40})
+			for _, p := range []string{`"a"`, `"b"`, `"c"`} {
+				require.NoError(t, s.Append(t.Context(), []byte(p)))
+			}
+			ffs.set(log.record)
+			_, err := s.Replay(t.Context(), func(ctx context.Context, r Record) error {
+				if string(r.Payload) == `"b"` {
+					return s.Append(ctx, r.Payload) // the handler spilled it again
+				}
+				if string(r.Payload) == `"c"` {
+					return errors.New("server down") // keeps a temp file, renamed at commit
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			ops := log.list()
+			respill := slices.Index(ops, "write p.jsonl")
+			require.GreaterOrEqual(t, respill, 0, "the re-spill writes the active file: %q", ops)
+			synced := indexFrom(ops, respill, func(op string) bool { return op == "sync p.jsonl" })
+			removal := indexFrom(ops, respill, func(op string) bool {
+				return strings.HasPrefix(op, "rename ") || strings.HasPrefix(op, "remove ")
+			})
+			require.GreaterOrEqual(t, removal, 0, "the commit renames or removes: %q", ops)
+			assert.True(t, synced >= 0 && synced < removal,
+				"the active file must be fsynced after the re-spill and before the commit removes anything: %q", ops)
+		})
+	}
+}
+
+func indexFrom(ops []string, from int, match func(string) bool) int {
+	for i := from; i < len(ops); i++ {
+		if match(ops[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// What a callback's error does to its record, durably (checked after a
+// reopen): nil removes it, Permanent dead-letters it at once, an error
+// marked not attempted (or ErrOpen) keeps it exactly as it was, any other
+// error counts an attempt.
+func TestReplayCallbackOutcomes(t *testing.T) {
+	path := storePath(t)
+	s := openTestStore(t, path, StoreConfig{})
+	for _, p := range []string{`"sent"`, `"permanent"`, `"timeout"`, `"open"`, `"failed"`} {
+		require.NoError(t, s.Append(t.Context(), []byte(p)))
+	}
+	res, err := s.Replay(t.Context(), func(_ context.Context, r Record) error {
+		switch string(r.Payload) {
+		case `"permanent"`:
+			return Permanent(errors.New("422"))
+		case `"timeout"`:
+			return ErrSettleTimeout
+		case `"open"`:
+			return ErrOpen
+		case `"failed"`:
+			return errors.New("500")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, ReplayResult{Republished: 1, DeadLettered: 1, Skipped: 2, Failed: 1, Remaining: 3}, res)
+	require.NoError(t, s.Close())
+
+	s = openTestStore(t, path, StoreConfig{})
+	got := drainAll(t, s)
+	require.Len(t, got, 3)
+	attempts := map[string]int{}
+	for _, r := range got {
+		attempts[string(r.Payload)] = r.Attempts
+	}
+	assert.Equal(t, map[string]int{`"timeout"`: 0, `"open"`: 0, `"failed"`: 1}, attempts)
+	dead, err := os.ReadFile(path + deadSuffix)
+	require.NoError(t, err)
+	assert.Contains(t, string(dead), `"p":"permanent"`)
+	assert.Contains(t, string(dead), `"a":1`)
+}
