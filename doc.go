@@ -14,17 +14,35 @@
 //
 // The three parts meet only through small interfaces: [CircuitBreaker] for
 // handlers, [PendingStore] for storage and [Republisher] for the way back.
-// A typical daemon builds them in main:
+// A typical daemon builds them in main. With a default GoChannel, whose
+// Publish returns before any handler has run, the republisher waits until
+// the handler has settled each republished message, so a record leaves the
+// disk only once the daemon has it:
 //
 //	store, err := syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{})
 //	...
 //	defer store.Close()
-//	republisher, err := syncbreaker.NewRepublisher(pubSub, "sync", syncbreaker.RepublisherConfig{})
+//	republisher, err := syncbreaker.NewRepublisher(pubSub, "sync", syncbreaker.RepublisherConfig{SettleTimeout: time.Minute})
 //	...
 //	breaker, err := syncbreaker.New(syncbreaker.Config{}, store, republisher)
 //	...
-//	router.AddMiddleware(breaker.Middleware)
+//	messages, err := pubSub.Subscribe(ctx, "sync")
+//	...
+//	go func() {
+//		for msg := range messages {
+//			err := handle(msg) // IsOpen, SaveForRetry, RecordFailure, RecordSuccess
+//			if breaker.Settle(msg, err) || err == nil {
+//				msg.Ack()
+//			} else {
+//				msg.Nack()
+//			}
+//		}
+//	}()
 //	go breaker.Run(ctx)
+//
+// With a router, router.AddMiddleware(breaker.Middleware) does the same
+// (see [Breaker.Middleware]). With a broker whose Publish means the message
+// is stored (NATS JetStream, Kafka), SettleTimeout can stay 0.
 //
 // A payload handed to [Breaker.Execute] or the middleware is never lost: it
 // is sent, or it is in the store, or the error is returned and the caller
