@@ -1,11 +1,12 @@
 module github.com/syncbreaker/syncbreaker
 
-go 1.25
+go 1.25.0
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
+	golang.org/x/time v0.15.0
 )
 
 require (

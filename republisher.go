@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"golang.org/x/time/rate"
 )
 
 // Republisher sends a pending record back into the daemon's pipeline.
@@ -122,7 +123,7 @@ type RepublisherConfig struct {
 type TopicRepublisher struct {
 	pub      message.Publisher
 	topic    string
-	pacer    *pacer   // nil when pacing is off
+	limiter  *rate.Limiter // nil when pacing is off
 	slots    chan int // free in-flight slots: indexes into waiters
 	metadata map[string]string
 	prepare  func(*message.Message, Record)
@@ -150,12 +151,12 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 	if topic == "" {
 		return nil, fmt.Errorf("%w: republisher: topic is empty", ErrInvalidConfig)
 	}
-	rate := cfg.Rate
+	pace := cfg.Rate
 	switch {
-	case math.IsNaN(rate) || rate < 0:
-		return nil, fmt.Errorf("%w: republisher: rate %v is not a positive number", ErrInvalidConfig, rate)
-	case rate == 0:
-		rate = DefaultRepublishRate
+	case math.IsNaN(pace) || pace < 0:
+		return nil, fmt.Errorf("%w: republisher: rate %v is not a positive number", ErrInvalidConfig, pace)
+	case pace == 0:
+		pace = DefaultRepublishRate
 	}
 	burst := cfg.Burst
 	switch {
@@ -189,8 +190,8 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 		r.waiters = make([]atomic.Pointer[settleWaiter], inFlight)
 		r.token = rand.Text()
 	}
-	if !math.IsInf(rate, 1) {
-		r.pacer = newPacer(rate, burst)
+	if !math.IsInf(pace, 1) {
+		r.limiter = rate.NewLimiter(rate.Limit(pace), burst)
 	}
 	if len(cfg.Metadata) > 0 {
 		r.metadata = maps.Clone(cfg.Metadata)
@@ -222,10 +223,8 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 	}
 	defer func() { r.slots <- slot }()
 
-	if r.pacer != nil {
-		if err := r.pacer.Wait(ctx); err != nil {
-			return err
-		}
+	if err := r.pace(ctx); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -270,6 +269,31 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 		return settled(rec, <-w.done) // a Settle won the race: it has sent
 	}
 	return err
+}
+
+// pace waits for the limiter's next slot, or until ctx ends, which
+// returns ctx.Err() as is and hands the slot back.
+func (r *TopicRepublisher) pace(ctx context.Context) error {
+	if r.limiter == nil {
+		return nil
+	}
+	// Reserve, not Wait: Wait fails at once, with its own error, when
+	// ctx's deadline comes before the slot, where a caller expects
+	// ctx.Err() when ctx ends.
+	slot := r.limiter.Reserve()
+	delay := slot.Delay()
+	if delay == 0 {
+		return nil
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		slot.Cancel()
+		return ctx.Err()
+	}
 }
 
 func (r *TopicRepublisher) publishError(rec Record, err error) error {

@@ -243,6 +243,32 @@ func TestRepublishPacing(t *testing.T) {
 	}
 }
 
+// A caller whose context ends while it waits for a pacing slot hands the
+// slot back (the next caller is due one interval after the last publish,
+// not two), and an idle republisher refills its whole burst.
+func TestRepublishPacingSlotReturnedAndRefilled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pub := mocks.NewPublisher(t)
+		pub.EXPECT().Publish(testTopic, mock.Anything).Return(nil).Times(5)
+		r := newTestRepublisher(t, pub, syncbreaker.RepublisherConfig{Rate: 1, Burst: 3})
+		recs := testRecords(6)
+		for _, rec := range recs[:3] {
+			require.NoError(t, r.Republish(t.Context(), rec))
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		assert.Equal(t, context.DeadlineExceeded, r.Republish(ctx, recs[3]))
+		start := time.Now()
+		require.NoError(t, r.Republish(t.Context(), recs[3]))
+		assert.Equal(t, 900*time.Millisecond, time.Since(start), "the cancelled caller gave its slot back")
+
+		time.Sleep(10 * time.Second) // idle: the burst refills
+		start = time.Now()
+		require.NoError(t, r.Republish(t.Context(), recs[4]))
+		assert.Zero(t, time.Since(start))
+	})
+}
+
 func TestRepublishHonoursContextWhileWaiting(t *testing.T) {
 	t.Run("pacing slot", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
