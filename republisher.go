@@ -124,7 +124,7 @@ type TopicRepublisher struct {
 	pub      message.Publisher
 	topic    string
 	limiter  *rate.Limiter // nil when pacing is off
-	slots    chan int // free in-flight slots: indexes into waiters
+	slots    chan int      // free in-flight slots: indexes into waiters
 	metadata map[string]string
 	prepare  func(*message.Message, Record)
 
