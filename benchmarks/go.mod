@@ -1,6 +1,6 @@
 module github.com/syncbreaker/syncbreaker/benchmarks
 
-go 1.25
+go 1.25.0
 
 replace github.com/syncbreaker/syncbreaker => ../
 
@@ -19,4 +19,5 @@ require (
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
+	golang.org/x/time v0.15.0 // indirect
 )
