@@ -11,5 +11,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(killChildEnv) != "" {
 		os.Exit(runKillChild())
 	}
+	if os.Getenv(lossChildEnv) != "" {
+		os.Exit(runLossChild())
+	}
 	goleak.VerifyTestMain(m)
 }
