@@ -18,16 +18,19 @@ import (
 const idempotencyHeader = "Idempotency-Key"
 
 // syncHandler ships each "sync" message to the server. The breaker is
-// injected: main passes the real *syncbreaker.Breaker, tests pass a mock.
+// injected: the daemon passes the real *syncbreaker.Breaker, tests pass a
+// mock.
 type syncHandler struct {
 	breaker syncbreaker.CircuitBreaker
 	client  *http.Client
 	url     string
 }
 
-// Handle is the watermill handler. It never returns an error for a server
-// failure: the payload is spilled and the message acked, so the message
-// queue does not redeliver it in a hot loop while the server is down.
+// Handle is the processor loop's handler. It never returns an error for a
+// server failure: the payload is spilled and the message acked, so the
+// message queue does not redeliver it in a hot loop while the server is
+// down. A republished payload it spills again is not appended twice: the
+// breaker recognises it and the record stays pending in its place.
 func (h *syncHandler) Handle(msg *message.Message) error {
 	ctx := msg.Context()
 	if h.breaker.IsOpen() {
@@ -45,6 +48,13 @@ func (h *syncHandler) Handle(msg *message.Message) error {
 	}
 	h.breaker.RecordFailure()
 	return h.breaker.SaveForRetry(ctx, msg.Payload)
+}
+
+// Send posts msg to the server and does nothing else: the handler to wrap
+// in breaker.Middleware (the -router wiring), which then drives the breaker
+// as Handle does by hand.
+func (h *syncHandler) Send(msg *message.Message) error {
+	return h.post(msg.Context(), msg)
 }
 
 // post sends one payload to the server.

@@ -133,3 +133,21 @@ func TestSyncHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncHandlerSend checks the -router handler: it posts, returns the
+// server's failure, and leaves the breaker to breaker.Middleware.
+func TestSyncHandlerSend(t *testing.T) {
+	for _, status := range []int{http.StatusNoContent, http.StatusServiceUnavailable} {
+		cb := mocks.NewCircuitBreaker(t) // no call expected
+		server := &fakeServer{status: status}
+		h := &syncHandler{breaker: cb, client: server.client(), url: "http://backend.invalid/sync"}
+		err := h.Send(message.NewMessage("msg-1", []byte(`{"seq":7}`)))
+		if status/100 == 2 {
+			require.NoError(t, err)
+		} else {
+			require.ErrorContains(t, err, "server answered")
+		}
+		require.Len(t, server.requests, 1)
+		assert.Equal(t, "msg-1", server.requests[0].Header.Get(idempotencyHeader))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // syncPayload is what the daemon sends: a batch of shell commands.
@@ -16,12 +17,13 @@ type syncPayload struct {
 	Commands []string `json:"commands"`
 }
 
-// syncServer stands in for the daemon's backend. It answers 503 while
-// down, and records what it accepted: each payload once, by the
-// idempotency key, as a real backend would.
+// syncServer stands in for the daemon's backend. It takes latency to
+// answer, answers 503 while down, and records what it accepted: each
+// payload once, by the idempotency key, as a real backend would.
 type syncServer struct {
-	run  string
-	down atomic.Bool
+	run     string
+	latency time.Duration
+	down    atomic.Bool
 
 	mu         sync.Mutex
 	keys       map[string]bool // idempotency keys accepted
@@ -31,11 +33,12 @@ type syncServer struct {
 	rejected   int             // requests answered 503
 }
 
-func newSyncServer(run string) *syncServer {
-	return &syncServer{run: run, keys: make(map[string]bool), seqs: make(map[int]bool)}
+func newSyncServer(run string, latency time.Duration) *syncServer {
+	return &syncServer{run: run, latency: latency, keys: make(map[string]bool), seqs: make(map[int]bool)}
 }
 
 func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(s.latency) // a real backend takes tens of milliseconds
 	if s.down.Load() {
 		s.mu.Lock()
 		s.rejected++

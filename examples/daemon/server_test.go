@@ -14,7 +14,7 @@ import (
 // message UUID), so a republished repeat is counted as a duplicate, not as
 // a second delivery; while down it refuses everything.
 func TestSyncServerDropsRepeatsByIdempotencyKey(t *testing.T) {
-	srv := newSyncServer("run-1")
+	srv := newSyncServer("run-1", 0)
 	post := func(key, body string) int {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodPost, "/sync", strings.NewReader(body))
