@@ -24,6 +24,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 // Drain-loss tests (issue 9, item 9). A store is seeded with numbered
@@ -460,16 +461,16 @@ func (l *lossLedger) readChild(r io.Reader, ready chan<- struct{}) (errs []strin
 // maxDuplicates duplicates (negative: no bound).
 func (l *lossLedger) check(t *testing.T, path string, maxDuplicates int) {
 	t.Helper()
-	layout, err := StoreFiles(path)
+	layout, err := jsonl.Files(path)
 	require.NoError(t, err)
 	pending := map[int]bool{}
 	for _, f := range append(layout.Segments, layout.Active) {
 		if f == "" {
 			continue
 		}
-		require.NoError(t, ScanFile(f, ScanConfig{}, func(e ScanEntry) error {
+		require.NoError(t, jsonl.ScanFile(f, jsonl.ScanConfig{}, func(e jsonl.ScanEntry) error {
 			seq, ok := lossSeq(e.Record.Payload)
-			if e.Problem != ProblemNone || !ok {
+			if e.Problem != jsonl.ProblemNone || !ok {
 				l.corrupt(fmt.Sprintf("pending in %s line %d (%v)", filepath.Base(f), e.Line, e.Problem))
 				return nil
 			}

@@ -3,6 +3,8 @@ package syncbreaker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -21,7 +23,7 @@ var (
 	// keeps the record exactly as it was, without counting an attempt:
 	// the record was not tried, or nothing says it failed (ErrSettleTimeout
 	// wraps it).
-	ErrNotAttempted = errors.New("syncbreaker: record not attempted")
+	ErrNotAttempted = jsonl.ErrNotAttempted
 	// ErrSettleTimeout is returned by TopicRepublisher.Republish when the
 	// published message was not settled within SettleTimeout. The record
 	// stays pending with no attempt counted: the handler may simply be

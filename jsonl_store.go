@@ -4,36 +4,61 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
-// Store defaults; see StoreConfig.
+// The JSONL store's public face. The engine (line codec, segments, replay,
+// repair, group commit, dead letters, the file-system seam and the lock)
+// lives in internal/jsonl and internal/fsx; this file re-exports what a
+// daemon configures, inspects and branches on.
+
+// SyncPolicy says when appended records are fsynced, that is, what a power
+// loss (not a process crash: every policy writes the record to the kernel
+// before Append returns, which survives kill -9) may cost.
+type SyncPolicy = jsonl.SyncPolicy
+
+// The sync policies; see the engine's documentation of each.
 const (
-	DefaultMaxBytes        = 1 << 30  // 1 GiB of pending records
-	DefaultMaxPayloadBytes = 16 << 20 // 16 MiB per payload
-	DefaultSegmentBytes    = 64 << 20 // active file size that triggers a seal
+	// SyncAlways fsyncs before Append returns, so an acknowledged record
+	// survives power loss; concurrent appenders share one fsync (group
+	// commit). The default.
+	SyncAlways = jsonl.SyncAlways
+	// SyncInterval fsyncs in the background at most
+	// StoreConfig.SyncInterval after a write: power loss may lose that
+	// window of acknowledged records.
+	SyncInterval = jsonl.SyncInterval
+	// SyncNever leaves flushing to the OS: survives kill -9, not power
+	// loss.
+	SyncNever = jsonl.SyncNever
 )
 
+// Store defaults, used where a StoreConfig field is zero.
+const (
+	DefaultSyncInterval    = jsonl.DefaultSyncInterval    // 200 ms
+	DefaultMaxBytes        = jsonl.DefaultMaxBytes        // 1 GiB of pending records
+	DefaultMaxPayloadBytes = jsonl.DefaultMaxPayloadBytes // 16 MiB per payload
+	DefaultSegmentBytes    = jsonl.DefaultSegmentBytes    // active file size that triggers a seal
+)
+
+// Store errors, the engine's own values, so errors.Is works on what any
+// layer returns.
 var (
 	// ErrStoreLocked is returned by OpenJSONLStore when another open store,
 	// in this process or another, holds the same path.
-	ErrStoreLocked = errors.New("syncbreaker: store is locked by another owner")
+	ErrStoreLocked = fsx.ErrLocked
 	// ErrStoreFull is returned by Append when the store is at MaxBytes or
 	// the disk is full. Nothing was stored: the caller still owns the
 	// payload.
-	ErrStoreFull = errors.New("syncbreaker: store is full")
+	ErrStoreFull = jsonl.ErrFull
 	// ErrPayloadTooLarge is returned by Append for a payload over
 	// MaxPayloadBytes. Nothing was stored.
-	ErrPayloadTooLarge = errors.New("syncbreaker: payload too large")
+	ErrPayloadTooLarge = jsonl.ErrTooLarge
 	// ErrStoreClosed is returned by calls on a closed store.
-	ErrStoreClosed = errors.New("syncbreaker: store is closed")
+	ErrStoreClosed = jsonl.ErrClosed
 )
 
 // StoreConfig configures a JSONLStore. The zero value is a working, safe
@@ -56,11 +81,12 @@ type StoreConfig struct {
 	// fail with ErrPayloadTooLarge. Zero means DefaultMaxPayloadBytes
 	// (16 MiB). Lowering it never makes records already stored unreadable.
 	MaxPayloadBytes int
-	// MaxAttempts moves a record to the dead-letter file (P.dead) once a
-	// Replay has failed it this many times. Zero or negative means no
-	// limit, the default: a replay also fails records while the server is
-	// merely down, so any fixed limit would dead-letter healthy records in
-	// a long enough outage. RequeueDead moves them back.
+	// MaxAttempts moves a record to the dead-letter file (P.dead) once it
+	// has failed this many deliveries. Zero or negative means no limit,
+	// the default. A Breaker counts an attempt only for a delivery refused
+	// while the circuit stays closed (the server takes other traffic), so
+	// an outage does not use attempts up and a limit such as 5 is safe.
+	// RequeueDead moves dead letters back.
 	MaxAttempts int
 	// SegmentBytes is the active file size at which it is sealed into a
 	// segment, which bounds what a cancelled replay has to copy. Zero
@@ -69,77 +95,25 @@ type StoreConfig struct {
 	// Logger receives warnings about repairs and failed background work:
 	// sizes, IDs and counts only, never payloads. Nil discards.
 	Logger *slog.Logger
-
-	fs  storeFS          // nil: the real filesystem (tests inject faults)
-	now func() time.Time // nil: time.Now
 }
 
-func (c StoreConfig) withDefaults() StoreConfig {
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = DefaultSyncInterval
-	}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = DefaultMaxBytes
-	}
-	if c.MaxPayloadBytes <= 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if c.SegmentBytes <= 0 {
-		c.SegmentBytes = DefaultSegmentBytes
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.fs == nil {
-		c.fs = osFS{}
-	}
-	if c.now == nil {
-		c.now = time.Now
-	}
-	return c
-}
+// StoreStats is a snapshot of a store's counters: pending records, bytes
+// and age, and counts of appends, republished, quarantined, dead-lettered
+// and rejected records since the store was opened.
+type StoreStats = jsonl.Stats
+
+// RepairReport says what opening a store had to fix; FileRepair is the
+// repair of one file.
+type (
+	RepairReport = jsonl.RepairReport
+	FileRepair   = jsonl.FileRepair
+)
 
 // JSONLStore is the durable PendingStore: an append-only JSONL file beside
-// sealed segments, dead-letter and quarantine files (see StoreFiles). It is
-// safe for concurrent use; Append never waits for a Replay.
+// sealed segments, dead-letter and quarantine files. It is safe for
+// concurrent use; Append never waits for a Replay.
 type JSONLStore struct {
-	path string
-	dir  string
-	cfg  StoreConfig
-	fs   storeFS
-	log  *slog.Logger
-	lock io.Closer
-	ids  idGen
-
-	replaySem chan struct{} // one Replay or RequeueDead at a time
-	repair    RepairReport
-
-	// Lock order: syncMu, then mu. syncMu serialises fsyncs of the active
-	// file with sealing it; mu guards the fields below.
-	syncMu    sync.Mutex
-	nextSeq   uint64        // guarded by syncMu
-	syncedGen atomic.Uint64 // generations known fsynced; stored only under syncMu
-	appending atomic.Int32  // SyncAlways appenders between entry and write
-
-	mu             sync.Mutex
-	syncDone       chan struct{} // the running fsync round's, closed when it ends; nil if none
-	roundWaiters   int           // appenders waiting on syncDone
-	lastWaiters    int           // appenders that waited on the previous round
-	active         storeFile     // nil after Close, or when reopening failed
-	activeOff      int64
-	activeFirst    time.Time
-	needTruncate   bool // a failed write left bytes past activeOff
-	writtenGen     uint64
-	closed         bool
-	pendingRecords int64
-	pendingBytes   int64
-	oldest         time.Time
-	timer          *time.Timer
-	timerArmed     bool
-	timerWG        sync.WaitGroup
-
-	appended, republished, quarantined, deadLettered atomic.Int64
-	rejectedFull, rejectedNoSpace, rejectedTooLarge  atomic.Int64
+	s *jsonl.Store
 }
 
 var _ PendingStore = (*JSONLStore)(nil)
@@ -154,337 +128,82 @@ var _ PendingStore = (*JSONLStore)(nil)
 // an interrupted replay are resolved. Damage is never fatal. Opening reads
 // every pending file once to count records.
 func OpenJSONLStore(path string, cfg StoreConfig) (*JSONLStore, error) {
-	if path == "" {
-		return nil, errors.New("syncbreaker: store path is empty")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("syncbreaker: %w", err)
-	}
-	cfg = cfg.withDefaults()
-	s := &JSONLStore{
-		path:      abs,
-		dir:       filepath.Dir(abs),
-		cfg:       cfg,
-		fs:        cfg.fs,
-		log:       cfg.Logger,
-		replaySem: make(chan struct{}, 1),
-	}
-	if err := mkdirPrivate(s.dir); err != nil {
-		return nil, err
-	}
-	for _, p := range []string{abs, abs + lockSuffix} {
-		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-			return nil, fmt.Errorf("syncbreaker: refusing symlink at store path %s", filepath.Base(p))
-		}
-	}
-	lock, err := lockPath(abs + lockSuffix)
+	s, err := jsonl.Open(path, jsonl.Config{
+		Sync:            cfg.Sync,
+		SyncInterval:    cfg.SyncInterval,
+		MaxBytes:        cfg.MaxBytes,
+		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		MaxAttempts:     cfg.MaxAttempts,
+		SegmentBytes:    cfg.SegmentBytes,
+		Logger:          cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.lock = lock
-	if err := s.recover(); err != nil {
-		return nil, errors.Join(err, lock.Close())
-	}
-	return s, nil
+	return &JSONLStore{s: s}, nil
 }
-
-// recover resolves what a crash may have left and counts what is pending.
-func (s *JSONLStore) recover() error {
-	segs, superseded, temps, err := listStore(s.path)
-	if err != nil {
-		return err
-	}
-	// A temp file is a rewrite that never got renamed into place: its
-	// source still exists, so it holds nothing unique.
-	for _, p := range temps {
-		if err := s.fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("syncbreaker: remove temp file: %w", err)
-		}
-		s.repair.RemovedTemp = append(s.repair.RemovedTemp, p)
-	}
-	// A superseded segment's records were all settled into the segment
-	// that supersedes it before it was deleted (or would have been).
-	for _, p := range superseded {
-		if err := s.fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("syncbreaker: remove superseded segment: %w", err)
-		}
-		s.repair.RemovedSuperseded = append(s.repair.RemovedSuperseded, p)
-	}
-	if len(temps)+len(superseded) > 0 {
-		if err := s.fs.SyncDir(s.dir); err != nil {
-			return fmt.Errorf("syncbreaker: %w", err)
-		}
-	}
-	quarantine := &appendLog{fsys: s.fs, path: s.path + quarantineSuffix}
-	defer quarantine.close()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
-	note := func(rep FileRepair) {
-		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 {
-			s.repair.Files = append(s.repair.Files, rep)
-			s.quarantined.Add(int64(rep.Quarantined))
-			s.log.Warn("syncbreaker: repaired store file", "file", filepath.Base(rep.Path),
-				"quarantined_lines", rep.Quarantined, "quarantined_bytes", rep.QuarantinedBytes,
-				"torn_bytes", rep.TornBytes, "legacy_rewritten", rep.LegacyRewritten)
-		}
-	}
-	for _, seg := range segs {
-		rep, sum, err := repairFile(s.fs, seg.path, quarantine, maxLine)
-		if err != nil {
-			return err
-		}
-		note(rep)
-		s.count(sum)
-		s.nextSeq = max(s.nextSeq, seg.hi+1)
-	}
-	if s.nextSeq == 0 {
-		s.nextSeq = 1
-	}
-	var activeSum fileSummary
-	if _, err := os.Lstat(s.path); err == nil {
-		rep, sum, err := repairFile(s.fs, s.path, quarantine, maxLine)
-		if err != nil {
-			return err
-		}
-		note(rep)
-		s.count(sum)
-		activeSum = sum
-	}
-	f, err := createPrivate(s.fs, s.path, os.O_WRONLY)
-	if err != nil {
-		return fmt.Errorf("syncbreaker: open active file: %w", err)
-	}
-	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
-	return nil
-}
-
-// count adds a file's records to the pending totals. Requires s.mu or
-// exclusive access.
-func (s *JSONLStore) count(sum fileSummary) {
-	if sum.records > 0 && (s.pendingRecords == 0 || sum.first.Before(s.oldest)) {
-		s.oldest = sum.first
-	}
-	s.pendingRecords += sum.records
-	s.pendingBytes += sum.size
-}
-
-// RepairReport says what opening the store repaired.
-func (s *JSONLStore) RepairReport() RepairReport { return s.repair }
-
-// Path returns the store's active file path, absolute.
-func (s *JSONLStore) Path() string { return s.path }
 
 // Append stores payload as a new record and returns nil once it is
 // written (and, under SyncAlways, fsynced). It fails with
 // ErrPayloadTooLarge or ErrStoreFull (the caller keeps the payload), with
 // ctx.Err() if ctx is already done, or with ErrStoreClosed. A failed write
-// is cut back so no partial line remains. If only the fsync fails, the
-// record may still be replayed later: delivery is at-least-once.
+// is cut back so no partial line remains.
 func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if len(payload) > s.cfg.MaxPayloadBytes {
-		s.rejectedTooLarge.Add(1)
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), s.cfg.MaxPayloadBytes)
-	}
-	if s.cfg.Sync == SyncAlways {
-		s.appending.Add(1) // see gatherGroup
-	}
-	now := s.cfg.now()
-	var id [36]byte
-	bp := linePool.Get().(*[]byte)
-	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
-	defer func() {
-		if cap(line) <= 64<<10 {
-			*bp = line
-			linePool.Put(bp)
-		}
-	}()
-
-	s.mu.Lock()
-	gen, rotate, err := s.writeLocked(line, now)
-	s.mu.Unlock()
-	if s.cfg.Sync == SyncAlways {
-		s.appending.Add(-1)
-	}
-	if err != nil {
-		return err
-	}
-	if s.cfg.Sync == SyncAlways {
-		if err := s.syncTo(gen); err != nil {
-			return err
-		}
-	}
-	if rotate {
-		s.rotate()
-	}
-	return nil
+	return s.s.Append(ctx, payload)
 }
 
-var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// cutBackLocked drops what a failed write left past activeOff, and reports
-// whether there was anything to cut. Requires s.mu.
-func (s *JSONLStore) cutBackLocked() (cut bool, err error) {
-	if !s.needTruncate {
-		return false, nil
-	}
-	if err := s.active.Truncate(s.activeOff); err != nil {
-		return false, err
-	}
-	s.needTruncate = false
-	return true, nil
+// Replay calls fn for every pending record, oldest first, as
+// PendingStore.Replay documents; a Permanent error dead-letters the record
+// at once. Records appended while it runs are left for the next Replay.
+// Only one Replay runs at a time; another waits (or returns ctx.Err()).
+// The returned error is ctx.Err() when ctx ended, or an I/O error, in
+// which case nothing was removed.
+func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
+	res, err := s.s.Replay(ctx, func(ctx context.Context, r jsonl.Record) error {
+		return engineVerdict(fn(ctx, Record(r)))
+	})
+	return ReplayResult(res), err
 }
 
-// writeLocked writes one line at the end of the active file. Requires s.mu.
-func (s *JSONLStore) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool, err error) {
-	if s.closed {
-		return 0, false, ErrStoreClosed
+// engineVerdict translates a callback's error into the engine's terms (see
+// PendingStore.Replay).
+func engineVerdict(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case IsPermanent(err):
+		return fmt.Errorf("%w: %w", jsonl.ErrDeadLetter, err)
+	case errors.Is(err, ErrOpen):
+		return fmt.Errorf("%w: %w", jsonl.ErrNotAttempted, err)
 	}
-	if s.active == nil {
-		f, err := createPrivate(s.fs, s.path, os.O_WRONLY)
-		if err != nil {
-			return 0, false, fmt.Errorf("syncbreaker: reopen active file: %w", err)
-		}
-		s.active, s.needTruncate = f, true
-	}
-	if _, err := s.cutBackLocked(); err != nil {
-		return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
-	}
-	if s.cfg.MaxBytes > 0 && s.pendingBytes+int64(len(line)) > s.cfg.MaxBytes {
-		s.rejectedFull.Add(1)
-		return 0, false, fmt.Errorf("%w: %d pending bytes, limit %d", ErrStoreFull, s.pendingBytes, s.cfg.MaxBytes)
-	}
-	n, err := s.active.WriteAt(line, s.activeOff)
-	if err != nil {
-		// Cut back whatever part of the line reached the file, so no
-		// partial record stays; if that fails too, retry before the next
-		// write, which would otherwise land after the junk.
-		if terr := s.active.Truncate(s.activeOff); terr != nil {
-			s.needTruncate = true
-		}
-		if errors.Is(err, syscall.ENOSPC) {
-			s.rejectedNoSpace.Add(1)
-			return 0, false, fmt.Errorf("%w: disk full: %w", ErrStoreFull, err)
-		}
-		return 0, false, fmt.Errorf("syncbreaker: append: %w", err)
-	}
-	if s.activeOff == 0 {
-		s.activeFirst = now
-	}
-	if s.pendingRecords == 0 {
-		s.oldest = now
-	}
-	s.activeOff += int64(n)
-	s.pendingBytes += int64(n)
-	s.pendingRecords++
-	s.appended.Add(1)
-	s.writtenGen++
-	if s.cfg.Sync == SyncInterval {
-		s.armSyncTimer()
-	}
-	return s.writtenGen, s.activeOff >= s.cfg.SegmentBytes, nil
+	return err
 }
 
-// rotate seals a full active file. A failure is only logged: the record
-// that triggered it is stored, and the next append retries.
-func (s *JSONLStore) rotate() {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	s.mu.Lock()
-	full := s.activeOff >= s.cfg.SegmentBytes
-	s.mu.Unlock()
-	if !full {
-		return
-	}
-	if err := s.sealLocked(); err != nil {
-		s.log.Warn("syncbreaker: sealing full active file failed", "err", err)
-	}
-}
-
-// StoreStats is a snapshot of a store's counters. Counts of events
-// (Appended, Quarantined, ...) start at zero when the store is opened;
-// Pending* describe the files.
-type StoreStats struct {
-	Sync             SyncPolicy
-	PendingRecords   int64
-	PendingBytes     int64
-	OldestEnqueuedAt time.Time // EnqueuedAt of the record at the head of the queue; zero if none
-	Appended         int64
-	Republished      int64
-	Quarantined      int64 // unreadable lines moved to the quarantine file (at open and by replays)
-	DeadLettered     int64 // records moved to the dead-letter file
-	// Rejected appends, by reason. The store never drops a record it
-	// accepted; these payloads stayed with the caller.
-	RejectedFull     int64 // MaxBytes reached
-	RejectedNoSpace  int64 // the disk was full (ENOSPC)
-	RejectedTooLarge int64 // payload over MaxPayloadBytes
-}
-
-// OldestAge returns how long the head record has waited at now (zero if
-// nothing is pending).
-func (st StoreStats) OldestAge(now time.Time) time.Duration {
-	if st.OldestEnqueuedAt.IsZero() {
-		return 0
-	}
-	return now.Sub(st.OldestEnqueuedAt)
-}
+// RequeueDead moves every dead-lettered record back to pending with
+// Attempts reset to zero, keeping its ID, and returns how many it moved.
+// They are replayed after the segments sealed before the call and before
+// the records in the active file. A crash in between leaves them in both
+// places (re-delivered, never lost).
+func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) { return s.s.RequeueDead(ctx) }
 
 // Stats returns a snapshot of the store's counters.
-func (s *JSONLStore) Stats() StoreStats {
-	s.mu.Lock()
-	st := StoreStats{
-		Sync:           s.cfg.Sync,
-		PendingRecords: s.pendingRecords,
-		PendingBytes:   s.pendingBytes,
-	}
-	if s.pendingRecords > 0 {
-		st.OldestEnqueuedAt = s.oldest
-	}
-	s.mu.Unlock()
-	st.Appended = s.appended.Load()
-	st.Republished = s.republished.Load()
-	st.Quarantined = s.quarantined.Load()
-	st.DeadLettered = s.deadLettered.Load()
-	st.RejectedFull = s.rejectedFull.Load()
-	st.RejectedNoSpace = s.rejectedNoSpace.Load()
-	st.RejectedTooLarge = s.rejectedTooLarge.Load()
-	return st
-}
+func (s *JSONLStore) Stats() StoreStats { return s.s.Stats() }
+
+// RepairReport says what opening the store repaired.
+func (s *JSONLStore) RepairReport() RepairReport { return s.s.RepairReport() }
+
+// Path returns the store's active file path, absolute.
+func (s *JSONLStore) Path() string { return s.s.Path() }
+
+// DeadPath returns the path of the store's dead-letter file (it may not
+// exist).
+func (s *JSONLStore) DeadPath() string { return s.s.DeadPath() }
+
+// QuarantinePath returns the path of the store's quarantine file, which
+// holds the lines that could not be read, byte for byte (it may not exist).
+func (s *JSONLStore) QuarantinePath() string { return s.s.QuarantinePath() }
 
 // Close fsyncs the active file and releases the store and its lock. It
 // waits for a running Replay or RequeueDead to finish (cancel its context
 // first for a prompt close). It is safe to call more than once.
-func (s *JSONLStore) Close() error {
-	s.replaySem <- struct{}{}
-	defer func() { <-s.replaySem }()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.stopSyncTimer()
-
-	s.syncMu.Lock()
-	s.mu.Lock()
-	f := s.active
-	s.active = nil
-	s.mu.Unlock()
-	s.syncMu.Unlock()
-	var errs []error
-	if f != nil {
-		if err := f.Sync(); err != nil {
-			errs = append(errs, fmt.Errorf("syncbreaker: close: fsync: %w", err))
-		}
-		if err := f.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
-		}
-	}
-	if err := s.lock.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("syncbreaker: close: release lock: %w", err))
-	}
-	return errors.Join(errs...)
-}
+func (s *JSONLStore) Close() error { return s.s.Close() }

@@ -8,9 +8,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(killChildEnv) != "" {
-		os.Exit(runKillChild())
-	}
 	if os.Getenv(lossChildEnv) != "" {
 		os.Exit(runLossChild())
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 func catCommand() command {
@@ -54,7 +54,7 @@ missed or shown twice; stop the daemon for an exact listing.`,
 					fmt.Fprintln(stderr, "pendingctl cat: --dead and --quarantine exclude each other")
 					return exitUsage
 				}
-				c := catter{withMeta: *withMeta, cfg: syncbreaker.ScanConfig{MaxPayloadBytes: *maxPayload}}
+				c := catter{withMeta: *withMeta, cfg: jsonl.ScanConfig{MaxPayloadBytes: *maxPayload}}
 				switch {
 				case *dead:
 					c.which = "dead"
@@ -70,7 +70,7 @@ missed or shown twice; stop the daemon for an exact listing.`,
 type catter struct {
 	withMeta bool
 	which    string // "" (pending), "dead" or "quarantine"
-	cfg      syncbreaker.ScanConfig
+	cfg      jsonl.ScanConfig
 }
 
 func (c catter) run(path string, stdout, stderr io.Writer) int {
@@ -95,8 +95,8 @@ func (c catter) run(path string, stdout, stderr io.Writer) int {
 	var line []byte
 	skipped := 0
 	for _, file := range files {
-		err := scanFile(file, c.cfg, func(e syncbreaker.ScanEntry) error {
-			if e.Problem != syncbreaker.ProblemNone {
+		err := scanFile(file, c.cfg, func(e jsonl.ScanEntry) error {
+			if e.Problem != jsonl.ProblemNone {
 				skipped++
 				// stderr may be the same terminal as stdout: flush first
 				// so the report lands between the right lines.
@@ -125,7 +125,7 @@ func (c catter) run(path string, stdout, stderr io.Writer) int {
 }
 
 // appendLine appends e's output line, newline included, to dst.
-func (c catter) appendLine(dst []byte, e syncbreaker.ScanEntry) []byte {
+func (c catter) appendLine(dst []byte, e jsonl.ScanEntry) []byte {
 	rec := e.Record
 	isJSON := jsonLine(rec.Payload) // decided once: it reads the whole payload
 	if c.withMeta {

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 // catPayloads covers what a payload may be; inline says whether cat must
@@ -88,8 +88,8 @@ func TestCatPrintsExactPayloadsAsJSONLines(t *testing.T) {
 func TestCatWithMeta(t *testing.T) {
 	t.Parallel()
 	path := catStore(t)
-	var want []syncbreaker.Record
-	require.NoError(t, syncbreaker.ScanFile(path, syncbreaker.ScanConfig{}, func(e syncbreaker.ScanEntry) error {
+	var want []jsonl.Record
+	require.NoError(t, jsonl.ScanFile(path, jsonl.ScanConfig{}, func(e jsonl.ScanEntry) error {
 		e.Record.Payload = bytes.Clone(e.Record.Payload)
 		want = append(want, e.Record)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 func repairCommand() command {
@@ -48,7 +49,7 @@ first. Refuses (exit 4) when FILE does not exist or holds no record at all
 // and that it is not some other file. On failure it reports and returns a
 // nil store and the exit code.
 func openForWrite(name, path string, maxPayload int, stderr io.Writer) (*syncbreaker.JSONLStore, int) {
-	cfg := syncbreaker.ScanConfig{MaxPayloadBytes: maxPayload}
+	cfg := jsonl.ScanConfig{MaxPayloadBytes: maxPayload}
 	if _, err := storeLayout(path, cfg); err != nil {
 		return nil, fail(stderr, name, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 func statCommand() command {
@@ -28,7 +28,7 @@ as one damaged line).`,
 			asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 			maxPayload := maxPayloadFlag(fs)
 			return func(path string, stdout, stderr io.Writer) int {
-				rep, err := statStore(path, syncbreaker.ScanConfig{MaxPayloadBytes: *maxPayload})
+				rep, err := statStore(path, jsonl.ScanConfig{MaxPayloadBytes: *maxPayload})
 				if err != nil {
 					return fail(stderr, "stat", err)
 				}
@@ -84,7 +84,7 @@ type attemptCount struct {
 	Records  int64 `json:"records"`
 }
 
-func statStore(path string, cfg syncbreaker.ScanConfig) (*statReport, error) {
+func statStore(path string, cfg jsonl.ScanConfig) (*statReport, error) {
 	l, err := storeLayout(path, cfg)
 	if err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func statStore(path string, cfg syncbreaker.ScanConfig) (*statReport, error) {
 		return nil, err
 	}
 	if l.Quarantine != "" {
-		err := scanFile(l.Quarantine, cfg, func(e syncbreaker.ScanEntry) error {
+		err := scanFile(l.Quarantine, cfg, func(e jsonl.ScanEntry) error {
 			rep.Quarantine.Lines++
 			rep.Quarantine.Bytes += e.Length
 			return nil
@@ -120,13 +120,13 @@ func statStore(path string, cfg syncbreaker.ScanConfig) (*statReport, error) {
 }
 
 // tallyRecords adds what files hold to st, one streaming pass each.
-func tallyRecords(files []string, cfg syncbreaker.ScanConfig, st *recordStat) error {
+func tallyRecords(files []string, cfg jsonl.ScanConfig, st *recordStat) error {
 	hist := map[int]int64{}
 	var oldest, newest time.Time
 	for _, path := range files {
-		err := scanFile(path, cfg, func(e syncbreaker.ScanEntry) error {
+		err := scanFile(path, cfg, func(e jsonl.ScanEntry) error {
 			st.Bytes += e.Length
-			if e.Problem != syncbreaker.ProblemNone {
+			if e.Problem != jsonl.ProblemNone {
 				st.DamagedLines++
 				return nil
 			}

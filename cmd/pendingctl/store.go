@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 // errNotStore says the files at FILE hold lines, none of them a record.
@@ -18,7 +18,7 @@ var errNotStore = errors.New("not a syncbreaker store")
 // storeLayout lists the store's files and checks they belong to a store:
 // it fails with a clear message when there is no store at path at all, path
 // is a directory, or the files are not a store's (see checkIsStore).
-func storeLayout(path string, cfg syncbreaker.ScanConfig) (syncbreaker.StoreLayout, error) {
+func storeLayout(path string, cfg jsonl.ScanConfig) (jsonl.Layout, error) {
 	l, err := storeFiles(path)
 	if err != nil {
 		return l, err
@@ -28,11 +28,11 @@ func storeLayout(path string, cfg syncbreaker.ScanConfig) (syncbreaker.StoreLayo
 
 // storeFiles lists the store's files and fails with a clear message when
 // there is no store at path at all, or path is a directory.
-func storeFiles(path string) (syncbreaker.StoreLayout, error) {
+func storeFiles(path string) (jsonl.Layout, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return syncbreaker.StoreLayout{}, fmt.Errorf("%s is a directory; give the store file the daemon was given (for example ~/.shelltime/sync-pending.jsonl)", path)
+		return jsonl.Layout{}, fmt.Errorf("%s is a directory; give the store file the daemon was given (for example ~/.shelltime/sync-pending.jsonl)", path)
 	}
-	l, err := syncbreaker.StoreFiles(path)
+	l, err := jsonl.Files(path)
 	if err != nil {
 		return l, err
 	}
@@ -44,7 +44,7 @@ func storeFiles(path string) (syncbreaker.StoreLayout, error) {
 
 // recordFiles are the files that should hold only records: the pending
 // files in replay order, then the dead-letter file.
-func recordFiles(l syncbreaker.StoreLayout) []string {
+func recordFiles(l jsonl.Layout) []string {
 	files := pendingFiles(l)
 	if l.Dead != "" {
 		files = append(files, l.Dead)
@@ -53,7 +53,7 @@ func recordFiles(l syncbreaker.StoreLayout) []string {
 }
 
 // pendingFiles are the files a replay reads, oldest first.
-func pendingFiles(l syncbreaker.StoreLayout) []string {
+func pendingFiles(l jsonl.Layout) []string {
 	files := append([]string(nil), l.Segments...)
 	if l.Active != "" {
 		files = append(files, l.Active)
@@ -61,11 +61,11 @@ func pendingFiles(l syncbreaker.StoreLayout) []string {
 	return files
 }
 
-// scanFile is syncbreaker.ScanFile that treats a file which vanished since
+// scanFile is jsonl.ScanFile that treats a file which vanished since
 // it was listed as empty: a running daemon's replay deletes segments it has
 // drained.
-func scanFile(path string, cfg syncbreaker.ScanConfig, fn func(syncbreaker.ScanEntry) error) error {
-	err := syncbreaker.ScanFile(path, cfg, fn)
+func scanFile(path string, cfg jsonl.ScanConfig, fn func(jsonl.ScanEntry) error) error {
+	err := jsonl.ScanFile(path, cfg, fn)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -78,15 +78,15 @@ func scanFile(path string, cfg syncbreaker.ScanConfig, fn func(syncbreaker.ScanE
 // line into quarantine. Lines of NUL bytes and torn tails are damage a
 // crash leaves in a real store, so they do not count as foreign. It stops
 // at the first record.
-func checkIsStore(l syncbreaker.StoreLayout, cfg syncbreaker.ScanConfig) error {
+func checkIsStore(l jsonl.Layout, cfg jsonl.ScanConfig) error {
 	errFound := errors.New("record found")
 	foreign := 0
 	for _, path := range recordFiles(l) {
-		err := scanFile(path, cfg, func(e syncbreaker.ScanEntry) error {
+		err := scanFile(path, cfg, func(e jsonl.ScanEntry) error {
 			switch {
-			case e.Problem == syncbreaker.ProblemNone:
+			case e.Problem == jsonl.ProblemNone:
 				return errFound
-			case e.Problem == syncbreaker.ProblemTornTail:
+			case e.Problem == jsonl.ProblemTornTail:
 			case foreign > 0:
 				foreign++ // already foreign unless a record turns up: skip the reread
 			default:

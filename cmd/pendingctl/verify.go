@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 func verifyCommand() command {
@@ -26,13 +26,13 @@ a record being appended at that very moment shows up as a torn tail.`,
 		setup: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) int {
 			maxPayload := maxPayloadFlag(fs)
 			return func(path string, stdout, stderr io.Writer) int {
-				return verifyStore(path, syncbreaker.ScanConfig{MaxPayloadBytes: *maxPayload}, stdout, stderr)
+				return verifyStore(path, jsonl.ScanConfig{MaxPayloadBytes: *maxPayload}, stdout, stderr)
 			}
 		},
 	}
 }
 
-func verifyStore(path string, cfg syncbreaker.ScanConfig, stdout, stderr io.Writer) int {
+func verifyStore(path string, cfg jsonl.ScanConfig, stdout, stderr io.Writer) int {
 	l, err := storeLayout(path, cfg)
 	if err != nil {
 		return fail(stderr, "verify", err)
@@ -40,8 +40,8 @@ func verifyStore(path string, cfg syncbreaker.ScanConfig, stdout, stderr io.Writ
 	var records, legacy, problems, quarantined int64
 	files := recordFiles(l)
 	for _, file := range files {
-		err := scanFile(file, cfg, func(e syncbreaker.ScanEntry) error {
-			if e.Problem == syncbreaker.ProblemNone {
+		err := scanFile(file, cfg, func(e jsonl.ScanEntry) error {
+			if e.Problem == jsonl.ProblemNone {
 				records++
 				if e.Legacy {
 					legacy++
@@ -50,7 +50,7 @@ func verifyStore(path string, cfg syncbreaker.ScanConfig, stdout, stderr io.Writ
 			}
 			problems++
 			reason := e.Problem.String()
-			if e.Problem != syncbreaker.ProblemTornTail {
+			if e.Problem != jsonl.ProblemTornTail {
 				if nul, err := isNULRun(file, e.Offset, e.Length); err == nil && nul {
 					reason += " (only NUL bytes, as power loss can leave)"
 				}
@@ -64,7 +64,7 @@ func verifyStore(path string, cfg syncbreaker.ScanConfig, stdout, stderr io.Writ
 	}
 	if l.Quarantine != "" {
 		files = append(files, l.Quarantine)
-		err := scanFile(l.Quarantine, cfg, func(syncbreaker.ScanEntry) error {
+		err := scanFile(l.Quarantine, cfg, func(jsonl.ScanEntry) error {
 			quarantined++
 			return nil
 		})

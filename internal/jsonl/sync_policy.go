@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ const (
 	// appenders (7 records per fsync), against about 6 µs without fsync:
 	// at a daemon's spill rate the cost goes unnoticed.
 	SyncAlways SyncPolicy = iota
-	// SyncInterval fsyncs in the background at most StoreConfig.SyncInterval
+	// SyncInterval fsyncs in the background at most Config.SyncInterval
 	// after a write: power loss may lose that window of acknowledged
 	// records.
 	SyncInterval
@@ -58,7 +58,7 @@ const DefaultSyncInterval = 200 * time.Millisecond
 // record written meanwhile. (Queueing on a mutex instead hands it from
 // waiter to waiter one wake-up at a time, so the next fsync starts before
 // most of the released appenders have written again.)
-func (s *JSONLStore) syncTo(gen uint64) error {
+func (s *Store) syncTo(gen uint64) error {
 	for s.syncedGen.Load() < gen {
 		s.mu.Lock()
 		if s.syncedGen.Load() >= gen {
@@ -101,7 +101,7 @@ const groupWait = 100 * time.Microsecond
 // released with it are still waking up, and groups alternate between
 // large and small (8, 1, 8, 1 with 8 appenders). An appender alone never
 // waits: expect is then zero.
-func (s *JSONLStore) gatherGroup(expect int) {
+func (s *Store) gatherGroup(expect int) {
 	if expect == 0 && s.appending.Load() == 0 {
 		return
 	}
@@ -118,7 +118,7 @@ func (s *JSONLStore) gatherGroup(expect int) {
 }
 
 // syncRound fsyncs the active file for everything written so far.
-func (s *JSONLStore) syncRound() error {
+func (s *Store) syncRound() error {
 	s.syncMu.Lock() // a seal may hold it, and fsyncs too
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
@@ -128,7 +128,7 @@ func (s *JSONLStore) syncRound() error {
 		return nil
 	}
 	if f == nil {
-		return ErrStoreClosed
+		return ErrClosed
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("syncbreaker: fsync: %w", err)
@@ -138,7 +138,7 @@ func (s *JSONLStore) syncRound() error {
 }
 
 // armSyncTimer schedules the SyncInterval background fsync. Requires s.mu.
-func (s *JSONLStore) armSyncTimer() {
+func (s *Store) armSyncTimer() {
 	if s.timerArmed || s.closed {
 		return
 	}
@@ -158,7 +158,7 @@ func (s *JSONLStore) armSyncTimer() {
 
 // stopSyncTimer cancels a pending background fsync and waits for a running
 // one.
-func (s *JSONLStore) stopSyncTimer() {
+func (s *Store) stopSyncTimer() {
 	s.mu.Lock()
 	t := s.timer
 	armed := s.timerArmed

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func TestRecoveryTornTailSweep(t *testing.T) {
 	for cut := from; cut <= len(data); cut++ {
 		path := filepath.Join(t.TempDir(), "p.jsonl")
 		require.NoError(t, os.WriteFile(path, data[:cut], 0o600))
-		s, err := OpenJSONLStore(path, StoreConfig{})
+		s, err := Open(path, Config{})
 		require.NoError(t, err, "cut %d", cut)
 		whole := 0
 		for whole < len(ends) && ends[whole] <= cut {
@@ -108,7 +108,7 @@ func TestRecoveryQuarantinesDamagedLines(t *testing.T) {
 			seg := segmentPath(path, 1, 1)
 			require.NoError(t, os.WriteFile(seg, content, 0o600))
 
-			s := openTestStore(t, path, StoreConfig{})
+			s := openTestStore(t, path, Config{})
 			rep := s.RepairReport()
 			require.Len(t, rep.Files, 2)
 			for _, f := range rep.Files {
@@ -164,12 +164,12 @@ func TestRecoveryLegacyLines(t *testing.T) {
 	require.Len(t, scanned, 4)
 	assert.NotEqual(t, scanned[0].ID, scanned[3].ID, "same payload twice is two records")
 
-	s := openTestStore(t, path, StoreConfig{})
+	s := openTestStore(t, path, Config{})
 	require.Len(t, s.RepairReport().Files, 1)
 	assert.Equal(t, 4, s.RepairReport().Files[0].LegacyRewritten)
 	first := failAll(t, s)
 	require.NoError(t, s.Close())
-	s = openTestStore(t, path, StoreConfig{})
+	s = openTestStore(t, path, Config{})
 	assert.True(t, s.RepairReport().Clean(), "rewritten once")
 	got := drainAll(t, s)
 	require.Len(t, got, 4)
@@ -196,7 +196,7 @@ func TestRecoveryResolvesInterruptedReplay(t *testing.T) {
 	require.NoError(t, os.WriteFile(path+".tmp-0011223344556677", encodeLines(recs[3]), 0o600))
 	require.NoError(t, os.WriteFile(path, encodeLines(recs[5]), 0o600))
 
-	s := openTestStore(t, path, StoreConfig{})
+	s := openTestStore(t, path, Config{})
 	rep := s.RepairReport()
 	assert.Len(t, rep.RemovedTemp, 1)
 	assert.Len(t, rep.RemovedSuperseded, 2)
@@ -216,7 +216,7 @@ func TestRecoveryNeverLoopsOnGarbageFile(t *testing.T) {
 		junk[i] = byte(i*7919) ^ byte(i>>8)
 	}
 	require.NoError(t, os.WriteFile(path, junk, 0o600))
-	s := openTestStore(t, path, StoreConfig{})
+	s := openTestStore(t, path, Config{})
 	assert.Zero(t, s.Stats().PendingRecords)
 	assert.Positive(t, s.Stats().Quarantined)
 	appendAll(t, s, []byte(`"fresh"`))

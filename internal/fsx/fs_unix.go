@@ -1,6 +1,6 @@
 //go:build unix
 
-package syncbreaker
+package fsx
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// openNoFollow keeps a symlink planted at a store path from redirecting a
+// OpenNoFollow keeps a symlink planted at a store path from redirecting a
 // write; OpenJSONLStore also refuses a symlinked store path up front.
-const openNoFollow = syscall.O_NOFOLLOW
+const OpenNoFollow = syscall.O_NOFOLLOW
 
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bytes"
@@ -15,9 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func openTestStore(t *testing.T, path string, cfg StoreConfig) *JSONLStore {
+func openTestStore(t *testing.T, path string, cfg Config) *Store {
 	t.Helper()
-	s, err := OpenJSONLStore(path, cfg)
+	s, err := Open(path, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -30,7 +30,7 @@ func storePath(t *testing.T) string {
 
 // drainAll replays everything successfully and returns the records in
 // delivery order (payloads copied).
-func drainAll(t *testing.T, s *JSONLStore) []Record {
+func drainAll(t *testing.T, s *Store) []Record {
 	t.Helper()
 	var got []Record
 	res, err := s.Replay(context.Background(), func(_ context.Context, r Record) error {
@@ -45,7 +45,7 @@ func drainAll(t *testing.T, s *JSONLStore) []Record {
 
 // failAll replays everything with a failing fn: every record stays, with
 // Attempts grown by one.
-func failAll(t *testing.T, s *JSONLStore) []Record {
+func failAll(t *testing.T, s *Store) []Record {
 	t.Helper()
 	var got []Record
 	_, err := s.Replay(context.Background(), func(_ context.Context, r Record) error {
@@ -57,7 +57,7 @@ func failAll(t *testing.T, s *JSONLStore) []Record {
 	return got
 }
 
-func appendAll(t *testing.T, s *JSONLStore, payloads ...[]byte) {
+func appendAll(t *testing.T, s *Store, payloads ...[]byte) {
 	t.Helper()
 	for _, p := range payloads {
 		require.NoError(t, s.Append(context.Background(), p))
@@ -91,7 +91,7 @@ func TestStoreAppendReopenReplayByteExact(t *testing.T) {
 		[]byte(`{"pretty": true,  "x" : [1 , 2]}`),
 		bytes.Repeat([]byte("a"), 100<<10), // over bufio.Scanner's 64 KiB
 	}
-	s, err := OpenJSONLStore(path, StoreConfig{})
+	s, err := Open(path, Config{})
 	require.NoError(t, err)
 	appendAll(t, s, payloads...)
 	st := s.Stats()
@@ -100,7 +100,7 @@ func TestStoreAppendReopenReplayByteExact(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "second Close")
 
-	s = openTestStore(t, path, StoreConfig{})
+	s = openTestStore(t, path, Config{})
 	assert.True(t, s.RepairReport().Clean())
 	assert.EqualValues(t, len(payloads), s.Stats().PendingRecords)
 	first := failAll(t, s)
@@ -120,18 +120,18 @@ func TestStoreAppendReopenReplayByteExact(t *testing.T) {
 
 func TestStoreTenMiBPayload(t *testing.T) {
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{})
+	s := openTestStore(t, path, Config{})
 	big := bytes.Repeat([]byte{0xAB, '\n', '{'}, (10<<20)/3)
 	appendAll(t, s, big)
 	require.NoError(t, s.Close())
-	s = openTestStore(t, path, StoreConfig{})
+	s = openTestStore(t, path, Config{})
 	got := drainAll(t, s)
 	require.Len(t, got, 1)
 	assert.True(t, bytes.Equal(big, got[0].Payload))
 }
 
 func TestStoreReplayKeepsFailedInOrderWithAttempts(t *testing.T) {
-	s := openTestStore(t, storePath(t), StoreConfig{})
+	s := openTestStore(t, storePath(t), Config{})
 	appendAll(t, s, numbered(10)...)
 	res, err := s.Replay(context.Background(), func(_ context.Context, r Record) error {
 		if bytes.Contains(r.Payload, []byte(`"n":3}`)) || bytes.Contains(r.Payload, []byte(`"n":7}`)) {
@@ -152,7 +152,7 @@ func TestStoreReplayKeepsFailedInOrderWithAttempts(t *testing.T) {
 }
 
 func TestStoreReplayContextEndLeavesRestUntouched(t *testing.T) {
-	s := openTestStore(t, storePath(t), StoreConfig{})
+	s := openTestStore(t, storePath(t), Config{})
 	appendAll(t, s, numbered(10)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	seen := 0
@@ -181,7 +181,7 @@ func TestStoreReplayContextEndLeavesRestUntouched(t *testing.T) {
 }
 
 func TestStoreAppendDuringReplayIsKeptForNextReplay(t *testing.T) {
-	s := openTestStore(t, storePath(t), StoreConfig{})
+	s := openTestStore(t, storePath(t), Config{})
 	appendAll(t, s, numbered(3)...)
 	res, err := s.Replay(context.Background(), func(ctx context.Context, r Record) error {
 		// Appending from inside fn must not block (no lock held across fn)
@@ -199,14 +199,14 @@ func TestStoreAppendDuringReplayIsKeptForNextReplay(t *testing.T) {
 func TestStoreLimits(t *testing.T) {
 	ctx := context.Background()
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{MaxPayloadBytes: 100, MaxBytes: 1000})
+	s := openTestStore(t, path, Config{MaxPayloadBytes: 100, MaxBytes: 1000})
 	err := s.Append(ctx, bytes.Repeat([]byte("s"), 101))
-	require.ErrorIs(t, err, ErrPayloadTooLarge)
+	require.ErrorIs(t, err, ErrTooLarge)
 	assert.NotContains(t, err.Error(), "sss", "no payload bytes in errors")
-	for err == nil || errors.Is(err, ErrPayloadTooLarge) {
+	for err == nil || errors.Is(err, ErrTooLarge) {
 		err = s.Append(ctx, bytes.Repeat([]byte("p"), 90))
 	}
-	require.ErrorIs(t, err, ErrStoreFull)
+	require.ErrorIs(t, err, ErrFull)
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.RejectedTooLarge)
 	assert.EqualValues(t, 1, st.RejectedFull)
@@ -215,30 +215,30 @@ func TestStoreLimits(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	// Reopen with a much smaller limit: nothing is dropped, appends refused.
-	s = openTestStore(t, path, StoreConfig{MaxBytes: 300})
+	s = openTestStore(t, path, Config{MaxBytes: 300})
 	assert.Equal(t, kept, s.Stats().PendingRecords)
-	require.ErrorIs(t, s.Append(ctx, []byte("x")), ErrStoreFull)
+	require.ErrorIs(t, s.Append(ctx, []byte("x")), ErrFull)
 	assert.Len(t, drainAll(t, s), int(kept))
 	require.NoError(t, s.Append(ctx, []byte(`1`)), "room again after the replay")
-	require.ErrorIs(t, s.Append(ctx, bytes.Repeat([]byte("x"), 200)), ErrStoreFull)
+	require.ErrorIs(t, s.Append(ctx, bytes.Repeat([]byte("x"), 200)), ErrFull)
 }
 
 func TestStoreClosedAndCancelled(t *testing.T) {
-	s, err := OpenJSONLStore(storePath(t), StoreConfig{})
+	s, err := Open(storePath(t), Config{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, s.Append(ctx, []byte("x")), context.Canceled)
 	require.NoError(t, s.Close())
-	require.ErrorIs(t, s.Append(context.Background(), []byte("x")), ErrStoreClosed)
+	require.ErrorIs(t, s.Append(context.Background(), []byte("x")), ErrClosed)
 	_, err = s.Replay(context.Background(), func(context.Context, Record) error { return nil })
-	require.ErrorIs(t, err, ErrStoreClosed)
+	require.ErrorIs(t, err, ErrClosed)
 }
 
 func TestStoreDeadLetterAndRequeue(t *testing.T) {
 	ctx := context.Background()
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{MaxAttempts: 2})
+	s := openTestStore(t, path, Config{MaxAttempts: 2})
 	appendAll(t, s, numbered(3)...)
 	poison := func(_ context.Context, r Record) error {
 		if bytes.Equal(r.Payload, []byte(`{"n":1}`)) {
@@ -284,7 +284,7 @@ func TestStoreDeadLetterAndRequeue(t *testing.T) {
 func TestStoreStatsOldest(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { now = now.Add(time.Minute); return now }
-	s := openTestStore(t, storePath(t), StoreConfig{now: clock})
+	s := openTestStore(t, storePath(t), Config{now: clock})
 	assert.True(t, s.Stats().OldestEnqueuedAt.IsZero())
 	appendAll(t, s, numbered(3)...)
 	first := time.Date(2025, 1, 1, 0, 1, 0, 0, time.UTC)
@@ -306,7 +306,7 @@ func TestStoreSyncPolicies(t *testing.T) {
 	for _, p := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
 		t.Run(p.String(), func(t *testing.T) {
 			path := storePath(t)
-			s := openTestStore(t, path, StoreConfig{Sync: p, SyncInterval: time.Millisecond})
+			s := openTestStore(t, path, Config{Sync: p, SyncInterval: time.Millisecond})
 			var wg sync.WaitGroup
 			for g := range 8 {
 				wg.Go(func() {
@@ -317,7 +317,7 @@ func TestStoreSyncPolicies(t *testing.T) {
 			}
 			wg.Wait()
 			require.NoError(t, s.Close())
-			s = openTestStore(t, path, StoreConfig{})
+			s = openTestStore(t, path, Config{})
 			assert.Len(t, drainAll(t, s), 400)
 		})
 	}
@@ -325,16 +325,16 @@ func TestStoreSyncPolicies(t *testing.T) {
 
 func TestStoreRotationSealsSegments(t *testing.T) {
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{SegmentBytes: 512})
+	s := openTestStore(t, path, Config{SegmentBytes: 512})
 	appendAll(t, s, numbered(100)...)
-	layout, err := StoreFiles(path)
+	layout, err := Files(path)
 	require.NoError(t, err)
 	assert.Greater(t, len(layout.Segments), 3)
 	require.NoError(t, s.Close())
-	s = openTestStore(t, path, StoreConfig{SegmentBytes: 512})
+	s = openTestStore(t, path, Config{SegmentBytes: 512})
 	assert.EqualValues(t, 100, s.Stats().PendingRecords)
 	assert.Equal(t, numbered(100), payloadsOf(failAll(t, s)))
-	layout, err = StoreFiles(path)
+	layout, err = Files(path)
 	require.NoError(t, err)
 	assert.Len(t, layout.Segments, 1, "a replay merges what it kept into one segment")
 	assert.Equal(t, numbered(100), payloadsOf(drainAll(t, s)))
@@ -342,11 +342,11 @@ func TestStoreRotationSealsSegments(t *testing.T) {
 
 func TestStoreFilesLayout(t *testing.T) {
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{MaxAttempts: 1})
+	s := openTestStore(t, path, Config{MaxAttempts: 1})
 	appendAll(t, s, numbered(2)...)
 	failAll(t, s)
 	appendAll(t, s, numbered(1)...)
-	l, err := StoreFiles(path)
+	l, err := Files(path)
 	require.NoError(t, err)
 	assert.Equal(t, path, l.Active)
 	assert.Equal(t, path+".lock", l.Lock)

@@ -1,6 +1,6 @@
 //go:build windows
 
-package syncbreaker
+package fsx
 
 import (
 	"errors"
@@ -11,10 +11,10 @@ import (
 
 const errorSharingViolation syscall.Errno = 32
 
-// lockPath opens path with no sharing at all, so any other open of it (in
+// Lock opens path with no sharing at all, so any other open of it (in
 // this process or another) fails until the handle is closed; Windows closes
 // it when the process dies, so a killed daemon leaves no stale lock.
-func lockPath(path string) (io.Closer, error) {
+func Lock(path string) (io.Closer, error) {
 	p, err := syscall.UTF16PtrFromString(path)
 	if err != nil {
 		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
@@ -23,7 +23,7 @@ func lockPath(path string) (io.Closer, error) {
 		syscall.OPEN_ALWAYS, syscall.FILE_ATTRIBUTE_NORMAL, 0)
 	if err != nil {
 		if errors.Is(err, errorSharingViolation) {
-			return nil, ErrStoreLocked
+			return nil, ErrLocked
 		}
 		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
 	}

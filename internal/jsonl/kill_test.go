@@ -1,6 +1,6 @@
 //go:build !windows
 
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // The kill -9 test re-executes the test binary as a child (TestMain sees
@@ -81,8 +82,8 @@ func runKillChild() int {
 		out.Unlock()
 	}
 	if os.Getenv(killChildEnv) == "hold" {
-		s, err := OpenJSONLStore(path, StoreConfig{})
-		if errors.Is(err, ErrStoreLocked) {
+		s, err := Open(path, Config{})
+		if errors.Is(err, fsx.ErrLocked) {
 			say("LOCKED")
 			return 0
 		}
@@ -97,7 +98,7 @@ func runKillChild() int {
 	}
 	seed, _ := strconv.ParseUint(os.Getenv(killSeedEnv), 10, 64)
 	policy := SyncPolicy(seed % 3)
-	s, err := OpenJSONLStore(path, StoreConfig{Sync: policy, SyncInterval: time.Millisecond, SegmentBytes: 16 << 10})
+	s, err := Open(path, Config{Sync: policy, SyncInterval: time.Millisecond, SegmentBytes: 16 << 10})
 	if err != nil {
 		say("ERR %v", err)
 		return 1
@@ -163,7 +164,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	// One store at a time: a child forked for another store would briefly
 	// share this store's lock (flock follows the open file description
 	// into a fork until exec closes it) and make the next child see
-	// ErrStoreLocked.
+	// fsx.ErrLocked.
 	killLoop(t, kills, 0)
 }
 
@@ -204,13 +205,13 @@ func killLoop(t *testing.T, kills int, seedBase uint64) {
 			republished[id] = true
 		}
 
-		s, err := OpenJSONLStore(path, StoreConfig{})
+		s, err := Open(path, Config{})
 		require.NoError(t, err, "kill %d", k)
 		if !s.RepairReport().Clean() {
 			repaired++
 		}
 		pending := map[string]bool{}
-		layout, err := StoreFiles(path)
+		layout, err := Files(path)
 		require.NoError(t, err)
 		for _, f := range append(layout.Segments, layout.Active) {
 			require.NoError(t, ScanFile(f, ScanConfig{}, func(e ScanEntry) error {
@@ -246,7 +247,7 @@ func killLoop(t *testing.T, kills int, seedBase uint64) {
 
 func TestLockHeldByAnotherProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.jsonl")
-	s, err := OpenJSONLStore(path, StoreConfig{})
+	s, err := Open(path, Config{})
 	require.NoError(t, err)
 	cmd, lines := startChild(t, "hold", path, 0)
 	require.True(t, lines.Scan())
@@ -257,11 +258,11 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 	cmd, lines = startChild(t, "hold", path, 0)
 	require.True(t, lines.Scan())
 	require.Equal(t, "OPEN", lines.Text())
-	_, err = OpenJSONLStore(path, StoreConfig{})
-	require.ErrorIs(t, err, ErrStoreLocked, "held by the child")
+	_, err = Open(path, Config{})
+	require.ErrorIs(t, err, fsx.ErrLocked, "held by the child")
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
-	s, err = OpenJSONLStore(path, StoreConfig{})
+	s, err = Open(path, Config{})
 	require.NoError(t, err, "the OS released the killed owner's lock")
 	require.NoError(t, s.Close())
 }

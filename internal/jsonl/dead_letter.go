@@ -1,21 +1,22 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"os"
 	"time"
 )
 
 // DeadPath returns the path of the store's dead-letter file, which holds
 // the records that reached MaxAttempts (it may not exist).
-func (s *JSONLStore) DeadPath() string { return s.path + deadSuffix }
+func (s *Store) DeadPath() string { return s.path + deadSuffix }
 
 // QuarantinePath returns the path of the store's quarantine file, which
 // holds the lines that could not be read, byte for byte (it may not exist).
-func (s *JSONLStore) QuarantinePath() string { return s.path + quarantineSuffix }
+func (s *Store) QuarantinePath() string { return s.path + quarantineSuffix }
 
 // RequeueDead moves every dead-lettered record back to pending with
 // Attempts reset to zero, keeping its ID, and returns how many it moved.
@@ -24,7 +25,7 @@ func (s *JSONLStore) QuarantinePath() string { return s.path + quarantineSuffix 
 // fsynced before the dead-letter file is deleted, so a crash in between
 // leaves them in both places (re-delivered, never lost). If ctx ends first,
 // nothing moves and ctx.Err() is returned.
-func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) {
+func (s *Store) RequeueDead(ctx context.Context) (int, error) {
 	select {
 	case s.replaySem <- struct{}{}:
 	case <-ctx.Done():
@@ -35,7 +36,7 @@ func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
-		return 0, ErrStoreClosed
+		return 0, ErrClosed
 	}
 
 	deadPath := s.DeadPath()
@@ -49,7 +50,7 @@ func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) {
 	defer src.Close()
 
 	tmpPath := tempPath(s.path)
-	tmp, err := createPrivate(s.fs, tmpPath, os.O_WRONLY|os.O_EXCL)
+	tmp, err := fsx.CreatePrivate(s.fs, tmpPath, os.O_WRONLY|os.O_EXCL)
 	if err != nil {
 		return 0, fmt.Errorf("syncbreaker: requeue: %w", err)
 	}

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,11 +37,11 @@ import (
 
 // sealLocked turns a non-empty active file into the newest segment.
 // Requires s.syncMu (not s.mu).
-func (s *JSONLStore) sealLocked() error {
+func (s *Store) sealLocked() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrStoreClosed
+		return ErrClosed
 	}
 	if s.active == nil || s.activeOff == 0 {
 		return nil
@@ -76,7 +77,7 @@ func (s *JSONLStore) sealLocked() error {
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	f, err := createPrivate(s.fs, s.path, os.O_WRONLY|os.O_TRUNC)
+	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: new active file: %w", err)
 	}
@@ -93,7 +94,7 @@ func (s *JSONLStore) sealLocked() error {
 // for the next Replay. Only one Replay runs at a time; another waits (or
 // returns ctx.Err()). The returned error is ctx.Err() when ctx ended, or an
 // I/O error, in which case nothing was removed.
-func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
+func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
 	var res ReplayResult
 	select {
 	case s.replaySem <- struct{}{}:
@@ -137,10 +138,10 @@ func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record
 
 // drain is the state of one Replay's pass over the segments.
 type drain struct {
-	s     *JSONLStore
+	s     *Store
 	fn    func(context.Context, Record) error
 	res   *ReplayResult
-	out   storeFile
+	out   fsx.File
 	outW  *bufio.Writer
 	tmp   string
 	enc   []byte
@@ -157,7 +158,7 @@ type drain struct {
 func (d *drain) keep(line []byte, at time.Time) error {
 	if d.out == nil {
 		d.tmp = tempPath(d.s.path)
-		f, err := createPrivate(d.s.fs, d.tmp, os.O_WRONLY|os.O_EXCL)
+		f, err := fsx.CreatePrivate(d.s.fs, d.tmp, os.O_WRONLY|os.O_EXCL)
 		if err != nil {
 			return fmt.Errorf("syncbreaker: replay: %w", err)
 		}
@@ -247,14 +248,14 @@ const (
 	outcomeDeadLetter                        // moved to the dead letters at once
 )
 
-// outcomeOf classifies a non-nil callback error (see PendingStore.Replay).
-// A Permanent verdict stands even when ctx has ended meanwhile: the
-// record was delivered and refused.
+// outcomeOf classifies a non-nil callback error (see Store.Replay). A
+// dead-letter verdict stands even when ctx has ended meanwhile: the record
+// was delivered and refused.
 func outcomeOf(ctx context.Context, err error) replayOutcome {
 	switch {
-	case err != nil && IsPermanent(err):
+	case errors.Is(err, ErrDeadLetter):
 		return outcomeDeadLetter
-	case ctx.Err() != nil, errors.Is(err, ErrNotAttempted), errors.Is(err, ErrOpen):
+	case ctx.Err() != nil, errors.Is(err, ErrNotAttempted):
 		return outcomeNotAttempted
 	}
 	return outcomeAttempt
@@ -362,7 +363,7 @@ func (d *drain) commit(drained []segment) error {
 }
 
 // refreshOldest finds the new head of the queue after a replay.
-func (s *JSONLStore) refreshOldest(d *drain) {
+func (s *Store) refreshOldest(d *drain) {
 	head := d.first
 	if d.kept == 0 {
 		segs, _, _, err := listStore(s.path)

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // Appenders that write while an fsync runs must all be covered by the
@@ -38,7 +39,7 @@ func TestGroupCommitJoinsWritersArrivingDuringFsync(t *testing.T) {
 				}
 				return nil
 			}}
-			s := openTestStore(t, storePath(t), StoreConfig{fs: ffs})
+			s := openTestStore(t, storePath(t), Config{fs: ffs})
 			ctx := context.Background()
 
 			first := make(chan error, 1)
@@ -72,12 +73,12 @@ func TestGroupCommitJoinsWritersArrivingDuringFsync(t *testing.T) {
 // of a file. Unlike faultFS it holds no lock while onSync blocks, so
 // writes go on meanwhile.
 type syncHookFS struct {
-	osFS
+	fsx.OS
 	onSync func() error
 }
 
-func (f *syncHookFS) OpenFile(name string, flag int, perm os.FileMode) (storeFile, error) {
-	file, err := f.osFS.OpenFile(name, flag, perm)
+func (f *syncHookFS) OpenFile(name string, flag int, perm os.FileMode) (fsx.File, error) {
+	file, err := f.OS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +86,7 @@ func (f *syncHookFS) OpenFile(name string, flag int, perm os.FileMode) (storeFil
 }
 
 type syncHookFile struct {
-	storeFile
+	fsx.File
 	onSync func() error
 }
 
@@ -93,5 +94,5 @@ func (f syncHookFile) Sync() error {
 	if err := f.onSync(); err != nil {
 		return err
 	}
-	return f.storeFile.Sync()
+	return f.File.Sync()
 }

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"cmp"
@@ -34,9 +34,9 @@ const (
 	tmpInfix         = ".tmp-"
 )
 
-// StoreLayout lists the files that make up a store. Paths are absolute
+// Layout lists the files that make up a store. Paths are absolute
 // when the store path given was; a missing file is "".
-type StoreLayout struct {
+type Layout struct {
 	Active     string
 	Segments   []string // replay order, oldest first
 	Superseded []string // segments a finished replay replaced; deleted at open
@@ -46,14 +46,14 @@ type StoreLayout struct {
 	Temp       []string // leftovers of an interrupted rewrite; deleted at open
 }
 
-// StoreFiles lists the files of the store at path without opening or
+// Files lists the files of the store at path without opening or
 // locking it; it is safe while a daemon holds the store.
-func StoreFiles(path string) (StoreLayout, error) {
+func Files(path string) (Layout, error) {
 	segs, superseded, temps, err := listStore(path)
 	if err != nil {
-		return StoreLayout{}, err
+		return Layout{}, err
 	}
-	l := StoreLayout{Superseded: superseded, Temp: temps}
+	l := Layout{Superseded: superseded, Temp: temps}
 	for _, s := range segs {
 		l.Segments = append(l.Segments, s.path)
 	}

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 // validJSON reports whether p is exactly one JSON value, optionally
 // surrounded by whitespace: the same answer as json.Valid, including its

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"
@@ -30,7 +30,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, policy := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
 		for _, conc := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/goroutines=%d", policy, conc), func(b *testing.B) {
-				cfg := StoreConfig{Sync: policy, MaxBytes: -1}
+				cfg := Config{Sync: policy, MaxBytes: -1}
 				var fsyncs atomic.Int64
 				if policy == SyncAlways {
 					// Count fsyncs to show how many records each one covers.
@@ -41,7 +41,7 @@ func BenchmarkAppend(b *testing.B) {
 						return nil
 					}}
 				}
-				s, err := OpenJSONLStore(filepath.Join(b.TempDir(), "p.jsonl"), cfg)
+				s, err := Open(filepath.Join(b.TempDir(), "p.jsonl"), cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -146,7 +146,7 @@ func BenchmarkReplay(b *testing.B) {
 			var peak float64
 			for b.Loop() {
 				b.StopTimer()
-				s, err := OpenJSONLStore(path, StoreConfig{Sync: SyncNever, MaxBytes: -1})
+				s, err := Open(path, Config{Sync: SyncNever, MaxBytes: -1})
 				if err != nil {
 					b.Fatal(err)
 				}

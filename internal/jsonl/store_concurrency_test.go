@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func TestConcurrentAppendersDuringReplaysLoseNothing(t *testing.T) {
 		total = 8000
 	}
 	perWriter := total / writers
-	s := openTestStore(t, storePath(t), StoreConfig{Sync: SyncNever, SegmentBytes: 256 << 10})
+	s := openTestStore(t, storePath(t), Config{Sync: SyncNever, SegmentBytes: 256 << 10})
 	ctx := context.Background()
 
 	var (
@@ -120,7 +120,7 @@ func TestConcurrentAppendersDuringReplaysLoseNothing(t *testing.T) {
 }
 
 func TestConcurrentReplaysAreSerialised(t *testing.T) {
-	s := openTestStore(t, storePath(t), StoreConfig{})
+	s := openTestStore(t, storePath(t), Config{})
 	appendAll(t, s, numbered(50)...)
 	var got atomic.Int64
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,7 +47,7 @@ type fileSummary struct {
 // fsynced, and the temp file renamed over path. A crash before the rename
 // leaves path as it was and a temp file that the next open deletes; the
 // quarantine may then hold a line twice, which loses nothing.
-func repairFile(fsys storeFS, path string, quarantine *appendLog, maxLine int) (FileRepair, fileSummary, error) {
+func repairFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int) (FileRepair, fileSummary, error) {
 	rep := FileRepair{Path: path}
 	var sum fileSummary
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
@@ -84,7 +85,7 @@ func repairFile(fsys storeFS, path string, quarantine *appendLog, maxLine int) (
 
 var errStopScan = errors.New("stop scan")
 
-func rewriteFile(fsys storeFS, path string, quarantine *appendLog, maxLine int, mtime time.Time, rep *FileRepair) (fileSummary, error) {
+func rewriteFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int, mtime time.Time, rep *FileRepair) (fileSummary, error) {
 	var sum fileSummary
 	src, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
@@ -92,7 +93,7 @@ func rewriteFile(fsys storeFS, path string, quarantine *appendLog, maxLine int, 
 	}
 	defer src.Close()
 	tmpPath := tempPath(path)
-	tmp, err := createPrivate(fsys, tmpPath, os.O_WRONLY|os.O_EXCL)
+	tmp, err := fsx.CreatePrivate(fsys, tmpPath, os.O_WRONLY|os.O_EXCL)
 	if err != nil {
 		return sum, fmt.Errorf("syncbreaker: repair: %w", err)
 	}

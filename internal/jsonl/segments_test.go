@@ -1,8 +1,9 @@
-package syncbreaker
+package jsonl
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,7 +46,7 @@ func TestReplayCommitSyncsRespillsBeforeRemoving(t *testing.T) {
 			log := &opLog{}
 			ffs := &faultFS{}
 			path := filepath.Join(t.TempDir(), "p.jsonl")
-			s := openTestStore(t, path, StoreConfig{fs: ffs, Sync: policy, SyncInterval: 1 << 40})
+			s := openTestStore(t, path, Config{fs: ffs, Sync: policy, SyncInterval: 1 << 40})
 			for _, p := range []string{`"a"`, `"b"`, `"c"`} {
 				require.NoError(t, s.Append(t.Context(), []byte(p)))
 			}
@@ -84,23 +85,23 @@ func indexFrom(ops []string, from int, match func(string) bool) int {
 }
 
 // What a callback's error does to its record, durably (checked after a
-// reopen): nil removes it, Permanent dead-letters it at once, an error
-// marked not attempted (or ErrOpen) keeps it exactly as it was, any other
+// reopen): nil removes it, ErrDeadLetter dead-letters it at once, an
+// error wrapping ErrNotAttempted keeps it exactly as it was, and any other
 // error counts an attempt.
 func TestReplayCallbackOutcomes(t *testing.T) {
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{})
-	for _, p := range []string{`"sent"`, `"permanent"`, `"timeout"`, `"open"`, `"failed"`} {
+	s := openTestStore(t, path, Config{})
+	for _, p := range []string{`"sent"`, `"permanent"`, `"timeout"`, `"stopped"`, `"failed"`} {
 		require.NoError(t, s.Append(t.Context(), []byte(p)))
 	}
 	res, err := s.Replay(t.Context(), func(_ context.Context, r Record) error {
 		switch string(r.Payload) {
 		case `"permanent"`:
-			return Permanent(errors.New("422"))
+			return fmt.Errorf("%w: 422", ErrDeadLetter)
 		case `"timeout"`:
-			return ErrSettleTimeout
-		case `"open"`:
-			return ErrOpen
+			return fmt.Errorf("%w: not settled in time", ErrNotAttempted)
+		case `"stopped"`:
+			return ErrNotAttempted
 		case `"failed"`:
 			return errors.New("500")
 		}
@@ -110,14 +111,14 @@ func TestReplayCallbackOutcomes(t *testing.T) {
 	assert.Equal(t, ReplayResult{Republished: 1, DeadLettered: 1, Skipped: 2, Failed: 1, Remaining: 3}, res)
 	require.NoError(t, s.Close())
 
-	s = openTestStore(t, path, StoreConfig{})
+	s = openTestStore(t, path, Config{})
 	got := drainAll(t, s)
 	require.Len(t, got, 3)
 	attempts := map[string]int{}
 	for _, r := range got {
 		attempts[string(r.Payload)] = r.Attempts
 	}
-	assert.Equal(t, map[string]int{`"timeout"`: 0, `"open"`: 0, `"failed"`: 1}, attempts)
+	assert.Equal(t, map[string]int{`"timeout"`: 0, `"stopped"`: 0, `"failed"`: 1}, attempts)
 	dead, err := os.ReadFile(path + deadSuffix)
 	require.NoError(t, err)
 	assert.Contains(t, string(dead), `"p":"permanent"`)

@@ -1,6 +1,6 @@
 //go:build !windows && !darwin && !dragonfly && !freebsd && !linux && !netbsd && !openbsd
 
-package syncbreaker
+package fsx
 
 import (
 	"errors"
@@ -8,8 +8,8 @@ import (
 	"io"
 )
 
-// lockPath has no OS lock to use here, and a lock file without one goes
+// Lock has no OS lock to use here, and a lock file without one goes
 // stale after a crash, so the store refuses to open.
-func lockPath(string) (io.Closer, error) {
+func Lock(string) (io.Closer, error) {
 	return nil, fmt.Errorf("syncbreaker: lock: %w", errors.ErrUnsupported)
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package syncbreaker
+package jsonl
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 func TestStorePermissionsWhateverTheUmask(t *testing.T) {
@@ -23,7 +24,7 @@ func TestStorePermissionsWhateverTheUmask(t *testing.T) {
 			before, err := os.Stat(root)
 			require.NoError(t, err)
 			path := filepath.Join(root, "a", "b", "sync-pending.jsonl")
-			s := openTestStore(t, path, StoreConfig{MaxAttempts: 1})
+			s := openTestStore(t, path, Config{MaxAttempts: 1})
 			after, err := os.Stat(root)
 			require.NoError(t, err)
 			assert.Equal(t, before.Mode(), after.Mode(), "an existing parent is left alone")
@@ -52,20 +53,20 @@ func TestStoreRefusesSymlink(t *testing.T) {
 	require.NoError(t, os.WriteFile(target, nil, 0o600))
 	path := filepath.Join(dir, "p.jsonl")
 	require.NoError(t, os.Symlink(target, path))
-	_, err := OpenJSONLStore(path, StoreConfig{})
+	_, err := Open(path, Config{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "symlink")
 }
 
 func TestStoreLockSameProcess(t *testing.T) {
 	path := storePath(t)
-	s := openTestStore(t, path, StoreConfig{})
-	_, err := OpenJSONLStore(path, StoreConfig{})
-	require.ErrorIs(t, err, ErrStoreLocked)
-	_, err = OpenJSONLStore(filepath.Join(filepath.Dir(path), ".", filepath.Base(path)), StoreConfig{})
-	require.ErrorIs(t, err, ErrStoreLocked, "same file by another spelling")
+	s := openTestStore(t, path, Config{})
+	_, err := Open(path, Config{})
+	require.ErrorIs(t, err, fsx.ErrLocked)
+	_, err = Open(filepath.Join(filepath.Dir(path), ".", filepath.Base(path)), Config{})
+	require.ErrorIs(t, err, fsx.ErrLocked, "same file by another spelling")
 	require.NoError(t, s.Close())
-	s2, err := OpenJSONLStore(path, StoreConfig{})
+	s2, err := Open(path, Config{})
 	require.NoError(t, err, "released by Close")
 	require.NoError(t, s2.Close())
 }

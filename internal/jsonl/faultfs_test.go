@@ -1,4 +1,4 @@
-package syncbreaker
+package jsonl
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // faultFS injects errors into the real filesystem. fail is asked before
@@ -39,15 +40,15 @@ func (f *faultFS) set(fail func(op, name string) error) {
 	f.mu.Unlock()
 }
 
-func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (storeFile, error) {
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (fsx.File, error) {
 	if err := f.check("open", name); err != nil {
 		return nil, err
 	}
-	file, err := osFS{}.OpenFile(name, flag, perm)
+	file, err := fsx.OS{}.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{storeFile: file, fs: f}, nil
+	return &faultFile{File: file, fs: f}, nil
 }
 
 func (f *faultFS) Rename(o, n string) error {
@@ -68,48 +69,48 @@ func (f *faultFS) SyncDir(dir string) error {
 	if err := f.check("syncdir", dir); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsx.SyncDir(dir)
 }
 
 type faultFile struct {
-	storeFile
+	fsx.File
 	fs *faultFS
 }
 
 func (f *faultFile) Write(p []byte) (int, error) {
 	if err := f.fs.check("write", f.Name()); err != nil {
-		n, _ := f.storeFile.Write(p[:len(p)/2])
+		n, _ := f.File.Write(p[:len(p)/2])
 		return n, err
 	}
-	return f.storeFile.Write(p)
+	return f.File.Write(p)
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.fs.check("write", f.Name()); err != nil {
-		n, _ := f.storeFile.WriteAt(p[:len(p)/2], off)
+		n, _ := f.File.WriteAt(p[:len(p)/2], off)
 		return n, err
 	}
-	return f.storeFile.WriteAt(p, off)
+	return f.File.WriteAt(p, off)
 }
 
 func (f *faultFile) Sync() error {
 	if err := f.fs.check("sync", f.Name()); err != nil {
 		return err
 	}
-	return f.storeFile.Sync()
+	return f.File.Sync()
 }
 
 func (f *faultFile) Truncate(n int64) error {
 	if err := f.fs.check("truncate", f.Name()); err != nil {
 		return err
 	}
-	return f.storeFile.Truncate(n)
+	return f.File.Truncate(n)
 }
 
 // Close releases the descriptor either way, as close(2) does even when it
 // reports an error.
 func (f *faultFile) Close() error {
-	err := f.storeFile.Close()
+	err := f.File.Close()
 	if ferr := f.fs.check("close", f.Name()); ferr != nil {
 		return ferr
 	}
@@ -140,7 +141,7 @@ func TestFaultsOnAppend(t *testing.T) {
 		wantIs  error
 		noSpace bool
 	}{
-		{"ENOSPC on write", failOn("write", isActive, syscall.ENOSPC, 1), ErrStoreFull, true},
+		{"ENOSPC on write", failOn("write", isActive, syscall.ENOSPC, 1), ErrFull, true},
 		{"EIO on write", failOn("write", isActive, syscall.EIO, 1), syscall.EIO, false},
 		{"EIO on write and on cut back", func(op, name string) error {
 			if (op == "write" || op == "truncate") && isActive(name) {
@@ -155,7 +156,7 @@ func TestFaultsOnAppend(t *testing.T) {
 			ctx := context.Background()
 			ffs := &faultFS{}
 			path := filepath.Join(t.TempDir(), "p.jsonl")
-			s := openTestStore(t, path, StoreConfig{fs: ffs})
+			s := openTestStore(t, path, Config{fs: ffs})
 			appendAll(t, s, numbered(3)...)
 			ffs.set(tt.fail)
 			err := s.Append(ctx, []byte(`"doomed"`))
@@ -170,7 +171,7 @@ func TestFaultsOnAppend(t *testing.T) {
 
 			// Whatever failed, the file holds only whole records: earlier
 			// ones intact, no partial line, the store usable again.
-			s = openTestStore(t, path, StoreConfig{})
+			s = openTestStore(t, path, Config{})
 			assert.True(t, s.RepairReport().Clean(), "no partial line left: %+v", s.RepairReport())
 			got := payloadsOf(drainAll(t, s))
 			want := append(numbered(3), []byte(`"after"`))
@@ -203,7 +204,7 @@ func TestFaultsOnReplay(t *testing.T) {
 			ctx := context.Background()
 			ffs := &faultFS{}
 			path := filepath.Join(t.TempDir(), "p.jsonl")
-			s := openTestStore(t, path, StoreConfig{fs: ffs})
+			s := openTestStore(t, path, Config{fs: ffs})
 			appendAll(t, s, numbered(6)...)
 			ffs.set(tt.fail)
 			// Keep the even records, so the replay has something to write.
@@ -217,7 +218,7 @@ func TestFaultsOnReplay(t *testing.T) {
 			appendAll(t, s, []byte(`"after"`))
 			require.NoError(t, s.Close())
 
-			s = openTestStore(t, path, StoreConfig{})
+			s = openTestStore(t, path, Config{})
 			got := payloadsOf(drainAll(t, s))
 			// Every record is either still there or was republished; the
 			// even ones were never accepted, so they must be there, in order.

@@ -1,6 +1,6 @@
 //go:build windows
 
-package syncbreaker
+package jsonl
 
 // The kill -9 test needs SIGKILL; on Windows the child switch is inert.
 const killChildEnv = "SYNCBREAKER_KILL_CHILD"

@@ -1,0 +1,9 @@
+//go:build windows
+
+package fsx
+
+const OpenNoFollow = 0
+
+// SyncDir is a no-op: Windows has no directory fsync, and NTFS journals
+// renames as metadata.
+func SyncDir(string) error { return nil }
