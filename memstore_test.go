@@ -16,14 +16,17 @@ import (
 // Permanent ones move to the dead letters with Attempts+1, those fn says
 // were not attempted (or that ctx ended on) stay as they were, the others
 // stay in order with Attempts+1; fn owns the payload it gets; appends
-// during a replay are kept.
+// during a replay are kept. Replays run one at a time; after Close,
+// Append fails with ErrStoreClosed.
 type memStore struct {
+	replayMu  sync.Mutex // one Replay at a time
 	mu        sync.Mutex
 	recs      []syncbreaker.Record
 	next      int
 	appendErr error
 	appended  int
 	dead      []syncbreaker.Record
+	closed    bool
 }
 
 var _ syncbreaker.PendingStore = (*memStore)(nil)
@@ -31,6 +34,9 @@ var _ syncbreaker.PendingStore = (*memStore)(nil)
 func (s *memStore) Append(_ context.Context, payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return syncbreaker.ErrStoreClosed
+	}
 	if s.appendErr != nil {
 		return s.appendErr
 	}
@@ -45,6 +51,8 @@ func (s *memStore) Append(_ context.Context, payload []byte) error {
 }
 
 func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbreaker.Record) error) (syncbreaker.ReplayResult, error) {
+	s.replayMu.Lock()
+	defer s.replayMu.Unlock()
 	s.mu.Lock()
 	snapshot := append([]syncbreaker.Record(nil), s.recs...)
 	s.mu.Unlock()
@@ -88,7 +96,12 @@ func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbrea
 	return res, ctx.Err()
 }
 
-func (s *memStore) Close() error { return nil }
+func (s *memStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
 
 // records returns a copy of what is pending.
 func (s *memStore) records() []syncbreaker.Record {
