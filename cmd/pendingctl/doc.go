@@ -28,9 +28,10 @@
 // moment may show up as a torn tail). repair and requeue-dead open the
 // store as the daemon does, so they refuse while the daemon holds it; stop
 // the daemon first. Every command refuses a path where there is no store,
-// and a file in which no line decodes as a record or as a payload of the
-// original implementation, rather than treat a wrong path as a damaged
-// store.
+// a store file that is not a regular file (a directory, FIFO, socket or
+// device: never opened in a way that could block), and a file in which no
+// line decodes as a record or as a payload of the original implementation,
+// rather than treat a wrong path as a damaged store.
 //
 // # Privacy
 //

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
@@ -117,9 +118,10 @@ func checkIsStore(l jsonl.Layout, cfg jsonl.ScanConfig) error {
 // isNULRun reports whether the line at off (length n, newline included)
 // is only NUL bytes, what a filesystem may leave after power loss. It reads
 // the bytes back rather than keep them, so a payload never sits in memory
-// longer than the scan needs it.
+// longer than the scan needs it. Like every open here, it opens only a
+// regular file: a FIFO swapped in since the scan would block it.
 func isNULRun(path string, off, n int64) (bool, error) {
-	f, err := os.Open(path)
+	f, err := fsx.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil

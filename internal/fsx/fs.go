@@ -1,6 +1,7 @@
 // Package fsx is the store's file-system layer: the seam every file
-// operation goes through (so tests can inject faults), private files and
-// directories, directory fsync, and the store's single-owner lock.
+// operation goes through (so tests can inject faults), opening only regular
+// files, private files and directories, directory fsync, the store's
+// single-owner lock, and what counts as a full disk.
 package fsx
 
 import (
@@ -30,30 +31,47 @@ type File interface {
 // another, holds the lock.
 var ErrLocked = errors.New("syncbreaker: store is locked by another owner")
 
-// FS is the file-system seam; OS is the real one.
+// FS is the file-system seam: every file operation of the store goes
+// through it, so a test can fail any one of them. OS is the real one.
 type FS interface {
+	// OpenFile opens a regular file; see the package function OpenFile.
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
+	ReadDir(dir string) ([]os.DirEntry, error)
+	Lstat(name string) (os.FileInfo, error)
+	Stat(name string) (os.FileInfo, error)
+	Mkdir(name string, perm os.FileMode) error
+	Chmod(name string, mode os.FileMode) error
 	// SyncDir makes renames and removals in dir durable (a no-op where the
 	// OS has no directory fsync).
 	SyncDir(dir string) error
+	// Lock takes the store's single-owner lock; see the package function
+	// Lock.
+	Lock(name string) (io.Closer, error)
 }
 
-// OS is the real file system. Its OpenFile never follows a symlink.
+// OS is the real file system. Its OpenFile opens only regular files and
+// never follows a symlink.
 type OS struct{}
 
 func (OS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	f, err := os.OpenFile(name, flag|OpenNoFollow, perm)
+	f, err := OpenFile(name, flag, perm)
 	if err != nil {
-		return nil, err
+		return nil, err // not a typed nil inside the interface
 	}
 	return f, nil
 }
 
-func (OS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
-func (OS) Remove(name string) error             { return os.Remove(name) }
-func (OS) SyncDir(dir string) error             { return SyncDir(dir) }
+func (OS) Rename(oldpath, newpath string) error      { return os.Rename(oldpath, newpath) }
+func (OS) Remove(name string) error                  { return os.Remove(name) }
+func (OS) ReadDir(dir string) ([]os.DirEntry, error) { return os.ReadDir(dir) }
+func (OS) Lstat(name string) (os.FileInfo, error)    { return os.Lstat(name) }
+func (OS) Stat(name string) (os.FileInfo, error)     { return os.Stat(name) }
+func (OS) Mkdir(name string, perm os.FileMode) error { return os.Mkdir(name, perm) }
+func (OS) Chmod(name string, mode os.FileMode) error { return os.Chmod(name, mode) }
+func (OS) SyncDir(dir string) error                  { return SyncDir(dir) }
+func (OS) Lock(name string) (io.Closer, error)       { return Lock(name) }
 
 // Modes of everything the store creates, whatever the umask.
 const (
@@ -76,9 +94,10 @@ func CreatePrivate(fsys FS, name string, flag int) (File, error) {
 
 // MkdirPrivate creates dir and any missing parents with mode 0700 (chmod
 // after mkdir so the umask cannot widen or narrow it). Directories that
-// already exist are left alone: the store's parent may be $HOME.
-func MkdirPrivate(dir string) error {
-	fi, err := os.Stat(dir)
+// already exist are left alone: the store's parent may be $HOME, and may be
+// reached through a symlink.
+func MkdirPrivate(fsys FS, dir string) error {
+	fi, err := fsys.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("syncbreaker: %s is not a directory", filepath.Base(dir))
@@ -89,14 +108,14 @@ func MkdirPrivate(dir string) error {
 		return fmt.Errorf("syncbreaker: %w", err)
 	}
 	if parent := filepath.Dir(dir); parent != dir {
-		if err := MkdirPrivate(parent); err != nil {
+		if err := MkdirPrivate(fsys, parent); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, DirPerm); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := fsys.Mkdir(dir, DirPerm); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("syncbreaker: create directory: %w", err)
 	}
-	if err := os.Chmod(dir, DirPerm); err != nil {
+	if err := fsys.Chmod(dir, DirPerm); err != nil {
 		return fmt.Errorf("syncbreaker: create directory: %w", err)
 	}
 	return nil

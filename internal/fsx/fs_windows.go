@@ -2,8 +2,6 @@
 
 package fsx
 
-const OpenNoFollow = 0
-
 // SyncDir is a no-op: Windows has no directory fsync, and NTFS journals
 // renames as metadata.
 func SyncDir(string) error { return nil }

@@ -4,12 +4,11 @@ package fsx
 
 import (
 	"errors"
-	"fmt"
 	"io"
 )
 
 // Lock has no OS lock to use here, and a lock file without one goes
 // stale after a crash, so the store refuses to open.
 func Lock(string) (io.Closer, error) {
-	return nil, fmt.Errorf("syncbreaker: lock: %w", errors.ErrUnsupported)
+	return nil, errors.ErrUnsupported
 }

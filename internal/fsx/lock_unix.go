@@ -4,29 +4,30 @@ package fsx
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"syscall"
 )
 
-// Lock takes an exclusive flock on path. flock belongs to the open file
+// Lock takes an exclusive flock on path, opened like OpenFile (no symlink,
+// no FIFO, only a regular file), and fails with ErrLocked when another
+// owner holds it; other errors are the OS's, for the caller to wrap. flock belongs to the open file
 // description, so a second open in the same process conflicts too, and the
 // kernel drops it when the process dies: no stale lock after kill -9.
 func Lock(path string) (io.Closer, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, FilePerm)
+	f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, FilePerm)
 	if err != nil {
-		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
+		return nil, err
 	}
 	if err := f.Chmod(FilePerm); err != nil {
-		return nil, errors.Join(fmt.Errorf("syncbreaker: lock: %w", err), f.Close())
+		return nil, errors.Join(err, f.Close())
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 	}
 	return f, nil
 }

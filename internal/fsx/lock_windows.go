@@ -4,8 +4,8 @@ package fsx
 
 import (
 	"errors"
-	"fmt"
 	"io"
+	"os"
 	"syscall"
 )
 
@@ -13,11 +13,14 @@ const errorSharingViolation syscall.Errno = 32
 
 // Lock opens path with no sharing at all, so any other open of it (in
 // this process or another) fails until the handle is closed; Windows closes
-// it when the process dies, so a killed daemon leaves no stale lock.
+// it when the process dies, so a killed daemon leaves no stale lock. Like
+// OpenFile, it refuses what is not a regular file. It fails with ErrLocked
+// when another owner holds the lock; other errors are the OS's, for the
+// caller to wrap.
 func Lock(path string) (io.Closer, error) {
 	p, err := syscall.UTF16PtrFromString(path)
 	if err != nil {
-		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
+		return nil, err
 	}
 	h, err := syscall.CreateFile(p, syscall.GENERIC_READ|syscall.GENERIC_WRITE, 0, nil,
 		syscall.OPEN_ALWAYS, syscall.FILE_ATTRIBUTE_NORMAL, 0)
@@ -25,11 +28,11 @@ func Lock(path string) (io.Closer, error) {
 		if errors.Is(err, errorSharingViolation) {
 			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("syncbreaker: lock: %w", err)
+		return nil, describeOpenError(path, &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	return handleCloser(h), nil
+	f := os.NewFile(uintptr(h), path)
+	if err := checkRegular(f); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
-
-type handleCloser syscall.Handle
-
-func (h handleCloser) Close() error { return syscall.CloseHandle(syscall.Handle(h)) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +18,10 @@ import (
 )
 
 // faultFS injects errors into the real filesystem. fail is asked before
-// each operation (op is "write", "sync", "rename", "remove", "syncdir",
-// "truncate", "open"); a non-nil error fails it. A failing write first
-// writes half its bytes, like a disk that fills up mid-write.
+// each operation (op is "open", "write", "sync", "truncate", "close",
+// "rename", "remove", "syncdir", "readdir", "lstat", "stat", "mkdir",
+// "chmod", "lock"); a non-nil error fails it. A failing write first writes
+// half its bytes, like a disk that fills up mid-write.
 type faultFS struct {
 	mu   sync.Mutex
 	fail func(op, name string) error
@@ -70,6 +72,48 @@ func (f *faultFS) SyncDir(dir string) error {
 		return err
 	}
 	return fsx.SyncDir(dir)
+}
+
+func (f *faultFS) ReadDir(dir string) ([]os.DirEntry, error) {
+	if err := f.check("readdir", dir); err != nil {
+		return nil, err
+	}
+	return os.ReadDir(dir)
+}
+
+func (f *faultFS) Lstat(name string) (os.FileInfo, error) {
+	if err := f.check("lstat", name); err != nil {
+		return nil, err
+	}
+	return os.Lstat(name)
+}
+
+func (f *faultFS) Stat(name string) (os.FileInfo, error) {
+	if err := f.check("stat", name); err != nil {
+		return nil, err
+	}
+	return os.Stat(name)
+}
+
+func (f *faultFS) Mkdir(name string, perm os.FileMode) error {
+	if err := f.check("mkdir", name); err != nil {
+		return err
+	}
+	return os.Mkdir(name, perm)
+}
+
+func (f *faultFS) Chmod(name string, mode os.FileMode) error {
+	if err := f.check("chmod", name); err != nil {
+		return err
+	}
+	return os.Chmod(name, mode)
+}
+
+func (f *faultFS) Lock(name string) (io.Closer, error) {
+	if err := f.check("lock", name); err != nil {
+		return nil, err
+	}
+	return fsx.Lock(name)
 }
 
 type faultFile struct {
@@ -174,12 +218,9 @@ func TestFaultsOnAppend(t *testing.T) {
 			s = openTestStore(t, path, Config{})
 			assert.True(t, s.RepairReport().Clean(), "no partial line left: %+v", s.RepairReport())
 			got := payloadsOf(drainAll(t, s))
+			// A failed fsync cuts its record back too (see
+			// TestFailedFsyncFailsEveryWaiter): its Append failed.
 			want := append(numbered(3), []byte(`"after"`))
-			if strings.Contains(tt.name, "fsync") {
-				// The write reached the file; only its fsync failed, so
-				// it may be delivered (at-least-once), never half.
-				want = append(numbered(3), []byte(`"doomed"`), []byte(`"after"`))
-			}
 			assert.Equal(t, want, got)
 		})
 	}
@@ -237,4 +278,148 @@ func TestFaultsOnReplay(t *testing.T) {
 			assert.Equal(t, []byte(`"after"`), got[len(got)-1])
 		})
 	}
+}
+
+// failNth fails only the nth (1-based) op on a file that matches, and
+// counts in hits how many faults it injected, so a test can tell that the
+// operation it aims at did run.
+func failNth(op string, match func(string) bool, err error, nth int, hits *int) func(string, string) error {
+	seen := 0
+	return func(o, name string) error {
+		if o != op || !match(name) {
+			return nil
+		}
+		seen++
+		if seen != nth {
+			return nil
+		}
+		*hits++
+		return err
+	}
+}
+
+func named(base string) func(string) bool { return func(name string) bool { return name == base } }
+
+// A fault at any file operation of Open fails it with an error that says
+// so, and leaves the store as it was: opening it again finds every record.
+func TestFaultsOnOpen(t *testing.T) {
+	tests := []struct {
+		name  string
+		fresh bool // the store's directory (dir/a/b) does not exist yet
+		op    string
+		match func(string) bool
+		nth   int
+	}{
+		{"stat of the directory", false, "stat", named("store"), 1},
+		{"lstat of the store path", false, "lstat", isActive, 1},
+		{"lstat of the lock path", false, "lstat", named("p.jsonl.lock"), 1},
+		{"lock", false, "lock", anyFile, 1},
+		{"readdir", false, "readdir", anyFile, 1},
+		{"lstat of the active file in recovery", false, "lstat", isActive, 2},
+		{"open of a segment", false, "open", isSeg, 1},
+		{"open of the active file", false, "open", isActive, 1},
+		{"stat of a missing directory", true, "stat", named("b"), 1},
+		{"mkdir of a missing parent", true, "mkdir", named("a"), 1},
+		{"mkdir of the directory", true, "mkdir", named("b"), 1},
+		{"chmod of the directory", true, "chmod", named("b"), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			want := [][]byte{}
+			if tt.fresh {
+				dir = filepath.Join(dir, "a", "b")
+			} else {
+				// Records in a sealed segment and in the active file.
+				s := openTestStore(t, filepath.Join(dir, "p.jsonl"), Config{})
+				appendAll(t, s, numbered(3)...)
+				failAll(t, s)
+				appendAll(t, s, []byte(`"active"`))
+				require.NoError(t, s.Close())
+				want = append(numbered(3), []byte(`"active"`))
+			}
+			path := filepath.Join(dir, "p.jsonl")
+			hits := 0
+			ffs := &faultFS{fail: failNth(tt.op, tt.match, syscall.EIO, tt.nth, &hits)}
+			err := noHang(t, nil, func() error {
+				s, err := Open(path, Config{fs: ffs})
+				if err == nil {
+					_ = s.Close()
+				}
+				return err
+			})
+			require.Equal(t, 1, hits, "the fault was injected")
+			require.ErrorIs(t, err, syscall.EIO)
+			assert.True(t, strings.HasPrefix(err.Error(), "syncbreaker: "), err.Error())
+
+			s := openTestStore(t, path, Config{})
+			assert.Equal(t, want, payloadsOf(drainAll(t, s)))
+		})
+	}
+}
+
+// After a replay that removed everything it read, the store looks up the
+// first record of the oldest segment left (sealed while the replay ran) for
+// Stats. A fault there costs only that figure: the replay succeeds and
+// keeps every record.
+func TestFaultsOnReplayHeadLookup(t *testing.T) {
+	tests := []struct {
+		name string
+		op   string
+	}{
+		{"no fault", ""},
+		{"readdir", "readdir"},
+		{"open of the segment", "open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ffs := &faultFS{}
+			path := filepath.Join(t.TempDir(), "p.jsonl")
+			// SegmentBytes 1: every append is sealed at once, so the one
+			// made during the replay is a segment the replay did not list.
+			s := openTestStore(t, path, Config{fs: ffs, SegmentBytes: 1})
+			appendAll(t, s, numbered(3)...)
+			hits := 0
+			switch tt.op {
+			case "readdir":
+				ffs.set(failNth("readdir", anyFile, syscall.EIO, 2, &hits)) // the replay's own listing is the 1st
+			case "open":
+				ffs.set(failNth("open", isSeg, syscall.EIO, 4, &hits)) // after the 3 drained segments
+			}
+			appended := false
+			res, err := noHangReplay(t, s, nil, func(context.Context, Record) error {
+				if !appended {
+					appended = true
+					appendAll(t, s, []byte(`"during"`))
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			ffs.set(nil)
+			if tt.op != "" {
+				require.Equal(t, 1, hits, "the fault was injected")
+			}
+			assert.Equal(t, 3, res.Republished)
+			st := s.Stats()
+			assert.EqualValues(t, 1, st.PendingRecords)
+			if tt.op == "" {
+				got := failAll(t, s)
+				require.Len(t, got, 1)
+				assert.Equal(t, got[0].EnqueuedAt, st.OldestEnqueuedAt, "the head is the record appended during the replay")
+			}
+			assert.Equal(t, [][]byte{[]byte(`"during"`)}, payloadsOf(drainAll(t, s)))
+		})
+	}
+}
+
+// noHangReplay is s.Replay under noHang.
+func noHangReplay(t *testing.T, s *Store, release func(), fn func(context.Context, Record) error) (ReplayResult, error) {
+	t.Helper()
+	var res ReplayResult
+	err := noHang(t, release, func() error {
+		var err error
+		res, err = s.Replay(context.Background(), fn)
+		return err
+	})
+	return res, err
 }

@@ -77,10 +77,45 @@ func (p Problem) String() string {
 	}
 }
 
-// encodedLineSize is the largest line a payload of n bytes can become.
+// encodedLineSize is the longest line a payload of n bytes can become,
+// newline included, whatever its ID (up to maxIDLen), time and attempt
+// count: the reader's limit is this for the largest payload, so every
+// record a store accepts, and every rewrite of it, stays readable.
 func encodedLineSize(n int) int {
-	const overhead = 160 // keys, id, time, attempts, crc, newline
-	return base64.StdEncoding.EncodedLen(n) + overhead
+	return base64.StdEncoding.EncodedLen(n) + lineOverhead
+}
+
+// lineOverhead is every byte of a line but the payload's, at its longest.
+const lineOverhead = len(`{"_v":1,"id":"","t":"","a":,"b":"","c":"00000000"}`+"\n") +
+	maxIDLen + maxTimeLen + maxAttemptsLen
+
+const (
+	maxTimeLen     = len(time.RFC3339Nano) // longer than any UTC time with a four-digit year
+	maxAttemptsLen = 19                    // digits of the largest int64
+)
+
+// fitsRewritten reports whether rec, re-encoded with any attempt count,
+// makes a line of at most maxLine bytes (newline included), the limit of
+// the reader that will read it back. A payload within the payload limit
+// always does; a larger one only if it stays inline (a legacy payload that
+// must go base64 grows by a third).
+func fitsRewritten(rec Record, maxLine int) bool {
+	if encodedLineSize(len(rec.Payload)) <= maxLine {
+		return true
+	}
+	return longestLine(rec) <= maxLine
+}
+
+// longestLine is the length appendRecord gives rec's line with the longest
+// attempt count.
+func longestLine(rec Record) int {
+	var t [64]byte
+	n := len(`{"_v":1,"id":"","t":"","a":,"c":"00000000"}`+"\n") + len(rec.ID) +
+		len(rec.EnqueuedAt.UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
+	if inlinable(rec.Payload) {
+		return n + len(`,"p":`) + len(rec.Payload)
+	}
+	return n + len(`,"b":""`) + base64.StdEncoding.EncodedLen(len(rec.Payload))
 }
 
 // appendRecord appends rec's line, newline included, to dst.
@@ -163,7 +198,7 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 // neither allocates.
 func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
 	if !bytes.HasPrefix(line, linePrefix) {
-		if json.Valid(line) {
+		if validJSON(line) {
 			return Record{Payload: bytes.Clone(line)}, true, ProblemNone
 		}
 		return Record{}, false, ProblemBadJSON

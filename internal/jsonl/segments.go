@@ -1,7 +1,6 @@
 package jsonl
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -21,19 +21,36 @@ import (
 // opening finds the segment and creates P.
 //
 // 2. Drain: segments are read oldest first. Records fn accepts are dropped,
-// failed ones re-encoded with Attempts+1 into a temp file P.tmp-*, poison
-// ones appended to P.dead, unreadable lines to P.quarantine. Once ctx ends,
-// the rest of the current segment is copied unchanged and later segments
-// are not touched. A crash here leaves every source segment intact and a
-// temp file that opening deletes: the records are simply replayed again.
+// failed ones re-encoded with Attempts+1 into a temp file P.tmp-* (an
+// atomicFile), poison ones appended to P.dead, unreadable lines to
+// P.quarantine (see triage). Once ctx ends, the rest of the current segment
+// is copied unchanged and later segments are not touched. A crash here
+// leaves every source segment intact and a temp file that opening deletes:
+// the records are simply replayed again (and P.dead or P.quarantine may
+// hold a line twice, which loses nothing). A drain that fails instead
+// removes its temp file and cuts P.dead and P.quarantine back to where
+// they ended before it, since the sources still hold those lines; neither
+// side file ever keeps a partial line (see appendLog).
 //
-// 3. Commit: the dead-letter, quarantine and temp files are fsynced, the
-// temp file renamed to P.seg.<lo>-<hi> (the range of the drained segments,
-// replacing the newest of them atomically) and the directory fsynced; then
-// the other drained segments are deleted. From the rename on, the new
-// segment supersedes them, so a crash before the deletes is finished by
-// the next open. Since every segment sealed later has a higher number, the
-// kept records still come before anything appended during the replay.
+// 3. Commit: the active file is fsynced up to what it holds (a record
+// removed here may have been spilled again into it), then P.dead and
+// P.quarantine (and the directory, for either one just created), then the
+// temp file, which is renamed to P.seg.<lo>-<hi> (the range of the drained
+// segments, replacing the newest of them when it has that name) and the
+// directory fsynced; then the other drained segments are deleted. From the
+// rename on, the new segment supersedes them, so a crash before the
+// deletes is finished by the next open, and the replay is done: the
+// store's counters take it in even if the directory fsync fails, when
+// only its durability is in doubt (a power loss could bring the drained
+// segments back, to be re-delivered); their deletion then waits for the
+// next replay, after a directory fsync that succeeds, or the next open.
+// Since every segment sealed later has a higher number, the kept records
+// still come before anything appended during the replay.
+//
+// RequeueDead follows the same order: the moved records are written to a
+// new segment through an atomicFile, and only once it is renamed and the
+// directory fsynced is P.dead deleted (or replaced, atomically, by the
+// records that did not fit).
 
 // sealLocked turns a non-empty active file into the newest segment.
 // Requires s.syncMu (not s.mu).
@@ -54,11 +71,13 @@ func (s *Store) sealLocked() error {
 	// every acknowledged record) or nothing to promise (SyncNever leaves
 	// flushing to the OS, segments included): after a burst of appends it
 	// would write back the whole file and dominate the replay.
+	// A failed fsync fails the seal, so a file is never renamed as if
+	// durable; under SyncAlways it also cuts the unacknowledged records
+	// back (see syncFailedLocked).
 	if cut || s.cfg.Sync != SyncNever && s.syncedGen.Load() < s.writtenGen {
-		if err := s.active.Sync(); err != nil {
-			return fmt.Errorf("syncbreaker: seal: fsync: %w", err)
+		if err := s.syncActiveLocked(); err != nil {
+			return wrapErr(err, "seal")
 		}
-		s.syncedGen.Store(s.writtenGen)
 	}
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
@@ -73,47 +92,64 @@ func (s *Store) sealLocked() error {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
 	s.nextSeq++
-	s.activeOff, s.activeFirst = 0, time.Time{}
+	s.activeOff, s.syncedOff, s.activeFirst, s.activeRecords = 0, 0, time.Time{}, 0
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY|os.O_TRUNC)
+	// Not the active file until its name is durable: on failure the next
+	// append creates it again (see createActive).
+	f, err := s.createActive()
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: new active file: %w", err)
 	}
 	s.active = f
-	if err := s.fs.SyncDir(s.dir); err != nil {
-		return fmt.Errorf("syncbreaker: seal: %w", err)
-	}
 	return nil
 }
 
 // Replay calls fn for every pending record, oldest first, as
-// PendingStore.Replay documents; rec.Payload shares a buffer that the
-// next record overwrites. Records appended while it runs are left
+// PendingStore.Replay documents; fn owns the Record it gets. Records appended while it runs are left
 // for the next Replay. Only one Replay runs at a time; another waits (or
 // returns ctx.Err()). The returned error is ctx.Err() when ctx ended, or an
-// I/O error, in which case nothing was removed.
+// I/O error, in which case nothing was removed. A failed directory fsync
+// after the commit's rename is no such error: the replay is done and
+// counted, only logged as possibly undone by a power loss (which could
+// only re-deliver).
 func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
 	var res ReplayResult
+	if err := ctx.Err(); err != nil {
+		return s.untouched(), err
+	}
 	select {
 	case s.replaySem <- struct{}{}:
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return s.untouched(), ctx.Err()
 	}
 	defer func() { <-s.replaySem }()
 
 	s.syncMu.Lock()
 	err := s.sealLocked()
 	var segs []segment
+	var superseded, temps []string
 	if err == nil {
-		segs, _, _, err = listStore(s.path)
+		segs, superseded, temps, err = listStore(s.fs, s.path)
 	}
+	s.mu.Lock()
+	sealed := s.pendingRecords - s.activeRecords // what this replay is about
+	s.mu.Unlock()
 	s.syncMu.Unlock()
 	if err != nil {
 		return res, err
 	}
-	d := &drain{s: s, fn: fn, res: &res}
+	s.removeLeftovers(superseded, temps)
+	s.dead.refresh()
+	s.quar.refresh()
+	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	d := &drain{
+		s: s, fn: fn, res: &res, maxLine: maxLine,
+		tri:      triage{quar: s.quar, maxLine: maxLine, log: s.log},
+		deadMark: s.dead.mark(),
+		quarMark: s.quar.mark(),
+	}
 	var drained []segment
 	for _, seg := range segs {
 		if ctx.Err() != nil {
@@ -127,6 +163,9 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 	if err := d.commit(drained); err != nil {
 		return res, err
 	}
+	// Records in segments a cancelled replay never reached were left as
+	// they were too.
+	res.Skipped += int(max(sealed-d.read, 0))
 	s.mu.Lock()
 	res.Remaining = int(s.pendingRecords)
 	s.mu.Unlock()
@@ -136,20 +175,52 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 	return res, nil
 }
 
+// removeLeftovers removes what an earlier commit or rewrite failed to
+// remove: temp files (no rewrite runs now) and superseded segments, once a
+// directory fsync has made the rename that superseded them durable. Open
+// removes them too; this keeps a long-running store from carrying them.
+func (s *Store) removeLeftovers(superseded, temps []string) {
+	if len(superseded)+len(temps) == 0 {
+		return
+	}
+	err := s.fs.SyncDir(s.dir)
+	for _, p := range slices.Concat(temps, superseded) {
+		if err != nil {
+			break
+		}
+		if err = s.fs.Remove(p); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	}
+	if err != nil {
+		s.log.Warn("syncbreaker: removing leftovers of an earlier replay failed; the next open retries", "err", err)
+	}
+}
+
+// untouched is the result of a Replay that ended before it began: every
+// pending record left as it was.
+func (s *Store) untouched() ReplayResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ReplayResult{Remaining: int(s.pendingRecords), Skipped: int(s.pendingRecords)}
+}
+
 // drain is the state of one Replay's pass over the segments.
 type drain struct {
-	s     *Store
-	fn    func(context.Context, Record) error
-	res   *ReplayResult
-	out   fsx.File
-	outW  *bufio.Writer
-	tmp   string
-	enc   []byte
-	dead  *appendLog
-	quar  *appendLog
-	read  int64 // records and bad lines read from drained segments
-	kept  int64
-	first time.Time // EnqueuedAt of the first kept record
+	s       *Store
+	fn      func(context.Context, Record) error
+	res     *ReplayResult
+	maxLine int
+	tri     triage
+	out     *atomicFile // the kept records; nil until the first
+	enc     []byte
+	// Where the side files ended before the drain: an abort cuts them
+	// back, since the drained segments still hold what went there.
+	deadMark, quarMark int64
+	read               int64   // records and bad lines read from drained segments
+	segRead            []int64 // read, per drained segment
+	kept               int64
+	first              time.Time // EnqueuedAt of the first kept record
 	// settled counts records removed or dead-lettered, published to the
 	// store's counters only at commit.
 	republished, deadLettered, quarantined int64
@@ -157,18 +228,17 @@ type drain struct {
 
 func (d *drain) keep(line []byte, at time.Time) error {
 	if d.out == nil {
-		d.tmp = tempPath(d.s.path)
-		f, err := fsx.CreatePrivate(d.s.fs, d.tmp, os.O_WRONLY|os.O_EXCL)
+		out, err := createAtomic(d.s.fs, d.s.path)
 		if err != nil {
-			return fmt.Errorf("syncbreaker: replay: %w", err)
+			return wrapErr(err, "replay")
 		}
-		d.out, d.outW = f, bufio.NewWriterSize(f, 256<<10)
+		d.out = out
 	}
 	if d.kept == 0 {
 		d.first = at
 	}
 	d.kept++
-	_, err := d.outW.Write(line)
+	_, err := d.out.Write(line)
 	return err
 }
 
@@ -176,32 +246,27 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 	s := d.s
 	f, err := s.fs.OpenFile(seg.path, os.O_RDONLY, 0)
 	if err != nil {
-		return fmt.Errorf("syncbreaker: replay: %w", err)
+		return wrapErr(err, "replay")
 	}
 	defer f.Close()
-	if d.quar == nil {
-		d.quar = &appendLog{fsys: s.fs, path: s.path + quarantineSuffix}
-		d.dead = &appendLog{fsys: s.fs, path: s.path + deadSuffix}
-	}
-	return scanRecords(f, maxLineSize(s.cfg.MaxPayloadBytes), time.Time{}, d.quar, func(e *ScanEntry, raw []byte) error {
+	before := d.read
+	d.tri.file = filepath.Base(seg.path)
+	err = scanRecords(f, d.maxLine, time.Time{}, s.quar, func(e *ScanEntry, raw []byte) error {
 		d.read++
-		if e.Problem != ProblemNone || e.Legacy {
-			// Segments are written whole and fsynced before they get
-			// their name, and checked at open; this is damage since.
+		// Segments are written whole and fsynced before they get their
+		// name, and checked at open; a bad line is damage since.
+		if bad, err := d.tri.take(e, raw); bad {
 			d.quarantined++
 			d.res.Quarantined++
-			s.log.Warn("syncbreaker: quarantined damaged line", "file", filepath.Base(seg.path),
-				"line", e.Line, "offset", e.Offset, "problem", e.Problem.String())
-			if e.Problem == ProblemTooLong {
-				return nil
-			}
-			return d.quar.writeLine(raw)
+			return err
 		}
-		rec := e.Record
-		// The callback owns what it gets: it may keep the payload or hand
-		// it to an asynchronous publisher, while the scan reuses its
-		// buffers for the next line.
-		rec.Payload = bytes.Clone(rec.Payload)
+		// The callback owns what it gets: it may keep the payload, change
+		// it or hand it to an asynchronous publisher. A record kept or
+		// dead-lettered is written from stored, the bytes as read, which
+		// the scan leaves alone until the next line.
+		stored := e.Record
+		rec := stored
+		rec.Payload = bytes.Clone(stored.Payload)
 		var ferr error
 		if ctx.Err() == nil {
 			if ferr = d.fn(ctx, rec); ferr == nil {
@@ -212,21 +277,23 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 		}
 		switch outcomeOf(ctx, ferr) {
 		case outcomeDeadLetter:
-			rec.Attempts++
-			d.enc = appendRecord(d.enc[:0], rec)
-			return d.deadLetter(rec, "permanent")
+			stored.Attempts++
+			d.enc = appendRecord(d.enc[:0], stored)
+			return d.deadLetter(stored, "permanent")
 		case outcomeNotAttempted:
 			d.res.Skipped++
-			return d.keep(append(append(d.enc[:0], raw...), '\n'), rec.EnqueuedAt)
+			return d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt)
 		}
-		rec.Attempts++
-		d.enc = appendRecord(d.enc[:0], rec)
-		if max := s.cfg.MaxAttempts; max > 0 && rec.Attempts >= max {
-			return d.deadLetter(rec, "max attempts")
+		stored.Attempts++
+		d.enc = appendRecord(d.enc[:0], stored)
+		if max := s.cfg.MaxAttempts; max > 0 && stored.Attempts >= max {
+			return d.deadLetter(stored, "max attempts")
 		}
 		d.res.Failed++
-		return d.keep(d.enc, rec.EnqueuedAt)
+		return d.keep(d.enc, stored.EnqueuedAt)
 	})
+	d.segRead = append(d.segRead, d.read-before)
+	return err
 }
 
 // deadLetter appends the record just encoded into d.enc to the dead-letter
@@ -235,7 +302,7 @@ func (d *drain) deadLetter(rec Record, why string) error {
 	d.deadLettered++
 	d.res.DeadLettered++
 	d.s.log.Warn("syncbreaker: dead-lettered record", "id", rec.ID, "attempts", rec.Attempts, "reason", why)
-	_, err := d.dead.Write(d.enc)
+	_, err := d.s.dead.Write(d.enc)
 	return err
 }
 
@@ -261,27 +328,25 @@ func outcomeOf(ctx context.Context, err error) replayOutcome {
 	return outcomeAttempt
 }
 
-// abort drops the temp file; the drained segments stay as they were.
+// abort drops the temp file and takes back what the drain added to the
+// side files; the drained segments stay as they were.
 func (d *drain) abort() error {
 	var errs []error
 	if d.out != nil {
-		errs = append(errs, d.out.Close(), d.s.fs.Remove(d.tmp))
+		errs = append(errs, d.out.Abort())
 	}
-	if d.quar != nil {
-		errs = append(errs, d.quar.close(), d.dead.close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, d.s.dead.rollback(d.deadMark), d.s.quar.rollback(d.quarMark))...)
 }
 
 // commit makes the drain's outcome durable, in the order the crash
-// analysis above needs.
+// analysis above needs, and counts it once it is on disk.
 func (d *drain) commit(drained []segment) error {
 	s := d.s
 	if len(drained) == 0 {
 		return d.abort()
 	}
 	fail := func(err error) error {
-		return errors.Join(fmt.Errorf("syncbreaker: replay: commit: %w", err), d.abort())
+		return errors.Join(wrapErr(err, "replay: commit"), d.abort())
 	}
 	// A record removed here may have been spilled again by the handler it
 	// was delivered to (a new record in the active file). Under
@@ -290,85 +355,91 @@ func (d *drain) commit(drained []segment) error {
 	// up to what it holds first, whatever the policy.
 	if d.republished+d.deadLettered > 0 {
 		s.mu.Lock()
-		gen := s.writtenGen
+		at := s.syncPointLocked()
 		s.mu.Unlock()
-		if err := s.syncTo(gen); err != nil {
+		if err := s.syncTo(at); err != nil {
 			return fail(err)
 		}
 	}
-	if d.quar != nil {
-		if err := errors.Join(d.quar.close(), d.dead.close()); err != nil {
-			return fail(err)
-		}
+	if err := errors.Join(s.dead.sync(), s.quar.sync()); err != nil {
+		return fail(err)
 	}
 	target := segmentPath(s.path, drained[0].lo, drained[len(drained)-1].hi)
-	var outSize int64
 	renamed := false
 	if d.out != nil {
-		if err := d.outW.Flush(); err != nil {
+		var err error
+		if renamed, err = d.out.Commit(target); !renamed {
 			return fail(err)
 		}
-		if err := d.out.Sync(); err != nil {
-			return fail(err)
-		}
-		fi, err := d.out.Stat()
 		if err != nil {
-			return fail(err)
-		}
-		outSize = fi.Size()
-		err = d.out.Close()
-		d.out = nil
-		if err != nil {
-			_ = s.fs.Remove(d.tmp)
-			return fmt.Errorf("syncbreaker: replay: commit: %w", err)
-		}
-		if err := s.fs.Rename(d.tmp, target); err != nil {
-			_ = s.fs.Remove(d.tmp)
-			return fmt.Errorf("syncbreaker: replay: commit: %w", err)
-		}
-		renamed = true
-		if err := s.fs.SyncDir(s.dir); err != nil {
-			// The rename may or may not be durable; either way is a
-			// consistent state, but do not delete the sources now.
-			return fmt.Errorf("syncbreaker: replay: commit: %w", err)
+			// The new segment is in place and supersedes the drained
+			// ones: the replay is done, and is counted. Only its
+			// durability is in doubt, and a power loss could only bring
+			// the drained segments back (re-delivery, never loss). Their
+			// removal must not become durable before the rename: the
+			// next replay or open removes them, after a directory fsync.
+			d.publish(drained, nil)
+			s.log.Warn("syncbreaker: replay: directory fsync after the commit failed; drained segments left for the next replay or open", "err", err)
+			return nil
 		}
 	}
-	var srcSize int64
+	var stayed []int // drained segments still live after a failed removal
 	var errs []error
-	for _, seg := range drained {
-		srcSize += seg.size
+	for i, seg := range drained {
 		if renamed && seg.path == target {
 			continue // replaced by the rename
 		}
 		if err := s.fs.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err) // superseded: the next open removes it
+			errs = append(errs, err)
+			if !renamed {
+				stayed = append(stayed, i) // nothing supersedes it: its records stay pending
+			}
 		}
 	}
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		errs = append(errs, err)
 	}
+	d.publish(drained, stayed)
+	if len(errs) > 0 {
+		s.log.Warn("syncbreaker: replay left drained segments for the next replay or open", "err", errors.Join(errs...))
+	}
+	return nil
+}
 
+// publish counts the drain's outcome, on disk now: the drained segments'
+// records are replaced by the kept ones, except in the segments (indexes
+// into drained) that stayed.
+func (d *drain) publish(drained []segment, stayed []int) {
+	s := d.s
+	var srcSize, outSize int64
+	for _, seg := range drained {
+		srcSize += seg.size
+	}
+	read := d.read
+	for _, i := range stayed {
+		srcSize -= drained[i].size
+		read -= d.segRead[i]
+	}
+	if d.out != nil {
+		outSize = d.out.Size()
+	}
 	s.republished.Add(d.republished)
 	s.deadLettered.Add(d.deadLettered)
 	s.quarantined.Add(d.quarantined)
 	s.mu.Lock()
-	s.pendingRecords += d.kept - d.read
+	s.pendingRecords += d.kept - read
 	s.pendingBytes += outSize - srcSize
 	s.mu.Unlock()
 	s.refreshOldest(d)
-	if len(errs) > 0 {
-		s.log.Warn("syncbreaker: replay left superseded segments for the next open", "err", errors.Join(errs...))
-	}
-	return nil
 }
 
 // refreshOldest finds the new head of the queue after a replay.
 func (s *Store) refreshOldest(d *drain) {
 	head := d.first
 	if d.kept == 0 {
-		segs, _, _, err := listStore(s.path)
+		segs, _, _, err := listStore(s.fs, s.path)
 		if err == nil && len(segs) > 0 {
-			head = firstRecordTime(segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes))
+			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes))
 		}
 	}
 	s.mu.Lock()
@@ -381,9 +452,9 @@ func (s *Store) refreshOldest(d *drain) {
 	}
 }
 
-func firstRecordTime(path string, maxLine int) time.Time {
+func firstRecordTime(fsys fsx.FS, path string, maxLine int) time.Time {
 	var t time.Time
-	f, err := os.Open(path)
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return t
 	}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -32,37 +31,56 @@ var (
 	ErrTooLarge = errors.New("syncbreaker: payload too large")
 	// ErrClosed is returned by calls on a closed store.
 	ErrClosed = errors.New("syncbreaker: store is closed")
+	// ErrInvalidConfig is wrapped by Open when a Config field holds a
+	// value that cannot work (see Config); the message names the field.
+	ErrInvalidConfig = errors.New("syncbreaker: invalid config")
 )
 
 // Config configures a Store. The zero value is a working, safe
 // store: fsync on every append (with group commit), at most 1 GiB pending,
-// payloads up to 16 MiB, no attempt limit.
+// payloads up to 16 MiB, no attempt limit. A value that cannot work (an
+// unknown Sync, a negative size, count or interval other than MaxBytes)
+// makes Open fail with ErrInvalidConfig rather than become a default.
 type Config struct {
-	// Sync is the fsync policy. Zero means SyncAlways.
+	// Sync is the fsync policy: SyncAlways (the zero value), SyncInterval
+	// or SyncNever.
 	Sync SyncPolicy
 	// SyncInterval is how long SyncInterval waits after a write before
-	// fsyncing. Zero means DefaultSyncInterval (200 ms).
+	// fsyncing. Zero means DefaultSyncInterval (200 ms); negative is
+	// invalid. Other policies ignore it.
 	SyncInterval time.Duration
-	// MaxBytes bounds the pending records on disk (active file plus
-	// segments). An Append that would pass it fails with ErrFull and
-	// the caller keeps the payload: a full store never drops or overwrites
-	// anything. A store opened with a smaller limit than its content keeps
-	// all of it and refuses appends until replays bring it under. Zero
-	// means DefaultMaxBytes (1 GiB); negative means no limit.
+	// MaxBytes bounds the store's files: pending records (active file and
+	// segments), dead letters and quarantined lines, together. An Append
+	// that would pass it fails with ErrFull and the caller keeps the
+	// payload: a full store never drops or overwrites anything. Append is
+	// the only way in; the rest only moves what is already counted, so it
+	// is never refused for the bound: a Replay moves records to the dead
+	// letters or the quarantine, and while it runs the segment it writes
+	// sits beside the ones it replaces (the files peak at the bound plus
+	// that one rewritten segment); RequeueDead moves dead letters back,
+	// as many as fit in MaxBytes as pending records alone. Repair at open
+	// never fails over the bound either (legacy lines grow when rewritten
+	// as records, and a store opened with a smaller limit than its content
+	// keeps all of it): the store may then be over it, and refuses appends
+	// until replays bring it under. A dead-letter or quarantine file
+	// removed by hand (say after pendingctl exported it) stops counting at
+	// the next Replay or RequeueDead. Zero means DefaultMaxBytes (1 GiB);
+	// negative means no limit.
 	MaxBytes int64
 	// MaxPayloadBytes is the largest payload Append accepts; larger ones
 	// fail with ErrTooLarge. Zero means DefaultMaxPayloadBytes
-	// (16 MiB). Lowering it never makes records already stored unreadable.
+	// (16 MiB); negative, or above 1 GiB, is invalid. Lowering it never
+	// makes records already stored unreadable.
 	MaxPayloadBytes int
 	// MaxAttempts moves a record to the dead-letter file (P.dead) once a
-	// Replay has failed it this many times. Zero or negative means no
-	// limit, the default: a replay also fails records while the server is
-	// merely down, so any fixed limit would dead-letter healthy records in
-	// a long enough outage. RequeueDead moves them back.
+	// Replay has failed it this many times. Zero means no limit, the
+	// default: a replay also fails records while the server is merely
+	// down, so any fixed limit would dead-letter healthy records in a long
+	// enough outage. Negative is invalid. RequeueDead moves them back.
 	MaxAttempts int
 	// SegmentBytes is the active file size at which it is sealed into a
 	// segment, which bounds what a cancelled replay has to copy. Zero
-	// means DefaultSegmentBytes (64 MiB).
+	// means DefaultSegmentBytes (64 MiB); negative is invalid.
 	SegmentBytes int64
 	// Logger receives warnings about repairs and failed background work:
 	// sizes, IDs and counts only, never payloads. Nil discards.
@@ -72,17 +90,41 @@ type Config struct {
 	now func() time.Time // nil: time.Now
 }
 
-func (c Config) withDefaults() Config {
-	if c.SyncInterval <= 0 {
+// maxPayloadLimit bounds MaxPayloadBytes, so a line's encoded size fits an
+// int on every platform.
+const maxPayloadLimit = 1 << 30
+
+// withDefaults checks c and returns it with the defaults of its zero
+// fields filled in. Each field is checked on its own, and the error
+// names the first that cannot work.
+func (c Config) withDefaults() (Config, error) {
+	invalid := func(field string, v any, why string) (Config, error) {
+		return c, fmt.Errorf("%w: %s %v %s", ErrInvalidConfig, field, v, why)
+	}
+	switch {
+	case c.Sync != SyncAlways && c.Sync != SyncInterval && c.Sync != SyncNever:
+		return invalid("Sync", c.Sync, "is not SyncAlways, SyncInterval or SyncNever")
+	case c.SyncInterval < 0:
+		return invalid("SyncInterval", c.SyncInterval, "is negative")
+	case c.MaxPayloadBytes < 0:
+		return invalid("MaxPayloadBytes", c.MaxPayloadBytes, "is negative")
+	case c.MaxPayloadBytes > maxPayloadLimit:
+		return invalid("MaxPayloadBytes", c.MaxPayloadBytes, "is above 1 GiB")
+	case c.MaxAttempts < 0:
+		return invalid("MaxAttempts", c.MaxAttempts, "is negative (zero means no limit)")
+	case c.SegmentBytes < 0:
+		return invalid("SegmentBytes", c.SegmentBytes, "is negative")
+	}
+	if c.SyncInterval == 0 {
 		c.SyncInterval = DefaultSyncInterval
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes
 	}
-	if c.MaxPayloadBytes <= 0 {
+	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
-	if c.SegmentBytes <= 0 {
+	if c.SegmentBytes == 0 {
 		c.SegmentBytes = DefaultSegmentBytes
 	}
 	if c.Logger == nil {
@@ -94,7 +136,7 @@ func (c Config) withDefaults() Config {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	return c
+	return c, nil
 }
 
 // Store is the durable spill queue: an append-only JSONL file beside
@@ -112,12 +154,19 @@ type Store struct {
 	replaySem chan struct{} // one Replay or RequeueDead at a time
 	repair    RepairReport
 
+	// The side files, written only by Open and under replaySem; see
+	// applog.go. deadMoved is how much of the dead-letter file's head
+	// RequeueDead has already moved to pending (see RequeueDead).
+	dead, quar *appendLog
+	deadMoved  int64
+
 	// Lock order: syncMu, then mu. syncMu serialises fsyncs of the active
 	// file with sealing it; mu guards the fields below.
 	syncMu    sync.Mutex
 	nextSeq   uint64        // guarded by syncMu
-	syncedGen atomic.Uint64 // generations known fsynced; stored only under syncMu
+	syncedGen atomic.Uint64 // generations known fsynced; stored only under syncMu and mu
 	appending atomic.Int32  // SyncAlways appenders between entry and write
+	syncErrs  atomic.Int64  // failed fsyncs of the active file
 
 	mu             sync.Mutex
 	syncDone       chan struct{} // the running fsync round's, closed when it ends; nil if none
@@ -125,11 +174,14 @@ type Store struct {
 	lastWaiters    int           // appenders that waited on the previous round
 	active         fsx.File      // nil after Close, or when reopening failed
 	activeOff      int64
+	syncedOff      int64      // activeOff when syncedGen was last stored (see syncFailedLocked)
+	epoch          *syncEpoch // the writes since the last failed fsync
 	activeFirst    time.Time
 	needTruncate   bool // a failed write left bytes past activeOff
 	writtenGen     uint64
 	closed         bool
 	pendingRecords int64
+	activeRecords  int64 // of pendingRecords, those in the active file
 	pendingBytes   int64
 	oldest         time.Time
 	timer          *time.Timer
@@ -143,21 +195,27 @@ type Store struct {
 // Open opens (or creates) the store whose active file is path,
 // for example ~/.shelltime/sync-pending.jsonl. It creates missing parent
 // directories (0700), refuses a symlink at path, and takes the store's lock
-// or fails at once with fsx.ErrLocked. Then it repairs what a crash may
+// or fails at once with fsx.ErrLocked. Every store file it opens, then and
+// later, must be a regular file: a directory, FIFO, socket or device fails
+// with fsx.ErrNotRegular instead of blocking. Then it repairs what a crash may
 // have left (see RepairReport): a torn last line is cut, unreadable lines
 // go to the quarantine file, a file written by the original implementation
 // (one bare JSON payload a line) is rewritten as records, and leftovers of
 // an interrupted replay are resolved. Damage is never fatal. Opening reads
-// every pending file once to count records.
+// every pending file once to count records. An invalid cfg fails with
+// ErrInvalidConfig.
 func Open(path string, cfg Config) (*Store, error) {
 	if path == "" {
-		return nil, errors.New("syncbreaker: store path is empty")
+		return nil, fmt.Errorf("%w: store path is empty", ErrInvalidConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("syncbreaker: %w", err)
 	}
-	cfg = cfg.withDefaults()
 	s := &Store{
 		path:      abs,
 		dir:       filepath.Dir(abs),
@@ -165,17 +223,25 @@ func Open(path string, cfg Config) (*Store, error) {
 		fs:        cfg.fs,
 		log:       cfg.Logger,
 		replaySem: make(chan struct{}, 1),
+		epoch:     new(syncEpoch),
 	}
-	if err := fsx.MkdirPrivate(s.dir); err != nil {
+	if err := fsx.MkdirPrivate(s.fs, s.dir); err != nil {
 		return nil, err
 	}
 	for _, p := range []string{abs, abs + lockSuffix} {
-		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		fi, err := s.fs.Lstat(p)
+		switch {
+		case err == nil && fi.Mode()&os.ModeSymlink != 0:
 			return nil, fmt.Errorf("syncbreaker: refusing symlink at store path %s", filepath.Base(p))
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("syncbreaker: %w", err)
 		}
 	}
-	lock, err := fsx.Lock(abs + lockSuffix)
+	lock, err := s.fs.Lock(abs + lockSuffix)
 	if err != nil {
+		if !errors.Is(err, fsx.ErrLocked) {
+			err = fmt.Errorf("syncbreaker: lock: %w", err)
+		}
 		return nil, err
 	}
 	s.lock = lock
@@ -187,7 +253,7 @@ func Open(path string, cfg Config) (*Store, error) {
 
 // recover resolves what a crash may have left and counts what is pending.
 func (s *Store) recover() error {
-	segs, superseded, temps, err := listStore(s.path)
+	segs, superseded, temps, err := listStore(s.fs, s.path)
 	if err != nil {
 		return err
 	}
@@ -200,7 +266,15 @@ func (s *Store) recover() error {
 		s.repair.RemovedTemp = append(s.repair.RemovedTemp, p)
 	}
 	// A superseded segment's records were all settled into the segment
-	// that supersedes it before it was deleted (or would have been).
+	// that supersedes it before it was deleted (or would have been). The
+	// rename that created that segment may not be durable yet (a crash
+	// before its directory fsync): make it so before deleting its sources,
+	// or a power loss could keep the deletes and lose the rename.
+	if len(superseded) > 0 {
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("syncbreaker: %w", err)
+		}
+	}
 	for _, p := range superseded {
 		if err := s.fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("syncbreaker: remove superseded segment: %w", err)
@@ -212,8 +286,11 @@ func (s *Store) recover() error {
 			return fmt.Errorf("syncbreaker: %w", err)
 		}
 	}
-	quarantine := &appendLog{fsys: s.fs, path: s.path + quarantineSuffix}
-	defer quarantine.close()
+	quarantine, err := s.openSideFiles()
+	if err != nil {
+		return err
+	}
+	defer quarantine.sync()
 	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
 	note := func(rep FileRepair) {
 		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 {
@@ -225,7 +302,7 @@ func (s *Store) recover() error {
 		}
 	}
 	for _, seg := range segs {
-		rep, sum, err := repairFile(s.fs, seg.path, quarantine, maxLine)
+		rep, sum, err := repairFile(s.fs, s.path, seg.path, quarantine, maxLine)
 		if err != nil {
 			return err
 		}
@@ -237,21 +314,41 @@ func (s *Store) recover() error {
 		s.nextSeq = 1
 	}
 	var activeSum fileSummary
-	if _, err := os.Lstat(s.path); err == nil {
-		rep, sum, err := repairFile(s.fs, s.path, quarantine, maxLine)
+	if _, err := s.fs.Lstat(s.path); err == nil {
+		rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine)
 		if err != nil {
 			return err
 		}
 		note(rep)
 		s.count(sum)
 		activeSum = sum
+	} else if !errors.Is(err, os.ErrNotExist) {
+		// Taking it for missing would write new records over old ones.
+		return fmt.Errorf("syncbreaker: %w", err)
 	}
-	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY)
+	f, err := s.createActive()
 	if err != nil {
 		return fmt.Errorf("syncbreaker: open active file: %w", err)
 	}
 	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
+	s.activeRecords = activeSum.records
+	s.syncedOff = s.activeOff // an earlier run's records: a failed fsync never cuts them
 	return nil
+}
+
+// createActive opens the active file, creating it if need be, and fsyncs
+// the directory: an Append's fsync makes the file's content durable, not
+// its name, so without this a power loss could take a new active file and
+// every acknowledged record in it.
+func (s *Store) createActive() (fsx.File, error) {
+	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return f, nil
 }
 
 // count adds a file's records to the pending totals. Requires s.mu or
@@ -274,8 +371,10 @@ func (s *Store) Path() string { return s.path }
 // written (and, under SyncAlways, fsynced). It fails with
 // ErrTooLarge or ErrFull (the caller keeps the payload), with
 // ctx.Err() if ctx is already done, or with ErrClosed. A failed write
-// is cut back so no partial line remains. If only the fsync fails, the
-// record may still be replayed later: delivery is at-least-once.
+// is cut back so no partial line remains. Under SyncAlways a failed
+// fsync fails every Append it covered, wrapping the fsync error, and
+// cuts their records back: the callers keep the payloads, and a later
+// fsync that succeeds is never taken as proof for them (see syncTo).
 func (s *Store) Append(ctx context.Context, payload []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -300,6 +399,7 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 
 	s.mu.Lock()
 	gen, rotate, err := s.writeLocked(line, now)
+	at := syncPoint{gen: gen, epoch: s.epoch}
 	s.mu.Unlock()
 	if s.cfg.Sync == SyncAlways {
 		s.appending.Add(-1)
@@ -308,7 +408,7 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 		return err
 	}
 	if s.cfg.Sync == SyncAlways {
-		if err := s.syncTo(gen); err != nil {
+		if err := s.syncTo(at); err != nil {
 			return err
 		}
 	}
@@ -339,7 +439,7 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 		return 0, false, ErrClosed
 	}
 	if s.active == nil {
-		f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY)
+		f, err := s.createActive()
 		if err != nil {
 			return 0, false, fmt.Errorf("syncbreaker: reopen active file: %w", err)
 		}
@@ -348,9 +448,9 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if _, err := s.cutBackLocked(); err != nil {
 		return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
 	}
-	if s.cfg.MaxBytes > 0 && s.pendingBytes+int64(len(line)) > s.cfg.MaxBytes {
+	if stored := s.storedBytesLocked(); s.cfg.MaxBytes > 0 && stored+int64(len(line)) > s.cfg.MaxBytes {
 		s.rejectedFull.Add(1)
-		return 0, false, fmt.Errorf("%w: %d pending bytes, limit %d", ErrFull, s.pendingBytes, s.cfg.MaxBytes)
+		return 0, false, fmt.Errorf("%w: %d bytes stored, limit %d", ErrFull, stored, s.cfg.MaxBytes)
 	}
 	n, err := s.active.WriteAt(line, s.activeOff)
 	if err != nil {
@@ -360,7 +460,7 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 		if terr := s.active.Truncate(s.activeOff); terr != nil {
 			s.needTruncate = true
 		}
-		if errors.Is(err, syscall.ENOSPC) {
+		if fsx.IsDiskFull(err) {
 			s.rejectedNoSpace.Add(1)
 			return 0, false, fmt.Errorf("%w: disk full: %w", ErrFull, err)
 		}
@@ -375,6 +475,7 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	s.activeOff += int64(n)
 	s.pendingBytes += int64(n)
 	s.pendingRecords++
+	s.activeRecords++
 	s.appended.Add(1)
 	s.writtenGen++
 	if s.cfg.Sync == SyncInterval {
@@ -413,9 +514,13 @@ type Stats struct {
 	DeadLettered     int64 // records moved to the dead-letter file
 	// Rejected appends, by reason. The store never drops a record it
 	// accepted; these payloads stayed with the caller.
-	RejectedFull     int64 // MaxBytes reached
+	RejectedFull     int64 // MaxBytes reached (pending, dead letters and quarantine together)
 	RejectedNoSpace  int64 // the disk was full (ENOSPC)
 	RejectedTooLarge int64 // payload over MaxPayloadBytes
+	// SyncErrors counts fsyncs of the active file that failed. Under
+	// SyncAlways the appends they covered failed too; under the other
+	// policies see SyncInterval for what a failed fsync costs.
+	SyncErrors int64
 }
 
 // OldestAge returns how long the head record has waited at now (zero if
@@ -446,6 +551,7 @@ func (s *Store) Stats() Stats {
 	st.RejectedFull = s.rejectedFull.Load()
 	st.RejectedNoSpace = s.rejectedNoSpace.Load()
 	st.RejectedTooLarge = s.rejectedTooLarge.Load()
+	st.SyncErrors = s.syncErrs.Load()
 	return st
 }
 

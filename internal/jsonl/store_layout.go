@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // A store at path P is a set of files in P's directory:
@@ -49,7 +51,8 @@ type Layout struct {
 // Files lists the files of the store at path without opening or
 // locking it; it is safe while a daemon holds the store.
 func Files(path string) (Layout, error) {
-	segs, superseded, temps, err := listStore(path)
+	var fsys fsx.OS
+	segs, superseded, temps, err := listStore(fsys, path)
 	if err != nil {
 		return Layout{}, err
 	}
@@ -58,7 +61,7 @@ func Files(path string) (Layout, error) {
 		l.Segments = append(l.Segments, s.path)
 	}
 	exists := func(p string) string {
-		if _, err := os.Lstat(p); err == nil {
+		if _, err := fsys.Lstat(p); err == nil {
 			return p
 		}
 		return ""
@@ -94,13 +97,14 @@ func parseSegmentRange(s string) (lo, hi uint64, ok bool) {
 }
 
 // listStore returns the live segments in replay order, the superseded
-// ones, and temp files.
-func listStore(path string) (live []segment, superseded, temps []string, err error) {
+// ones, and temp files. Only regular files count as segments: a FIFO or a
+// directory under a segment's name is never opened.
+func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []string, err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, nil, nil

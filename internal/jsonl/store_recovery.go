@@ -1,12 +1,12 @@
 package jsonl
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,7 +15,7 @@ import (
 // RepairReport says what opening a store had to fix. Nothing in it was
 // deleted: damaged lines are in the quarantine file.
 type RepairReport struct {
-	Files             []FileRepair // files that were rewritten, in the order opened
+	Files             []FileRepair // files repaired (pending files rewritten, a torn dead letter moved), in the order opened
 	RemovedTemp       []string     // temp files of an interrupted rewrite (their source still exists)
 	RemovedSuperseded []string     // segments a replay had replaced before a crash
 }
@@ -41,13 +41,16 @@ type fileSummary struct {
 	first   time.Time // EnqueuedAt of the first record
 }
 
-// repairFile makes path hold only whole, valid envelopes. A clean file is
+// repairFile makes path, a pending file of the store at store, hold only
+// whole records this package can read back and rewrite. A clean file is
 // only read. Otherwise the good records (legacy lines converted) are
-// written to a temp file, the bad lines appended to the quarantine, both
-// fsynced, and the temp file renamed over path. A crash before the rename
-// leaves path as it was and a temp file that the next open deletes; the
-// quarantine may then hold a line twice, which loses nothing.
-func repairFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int) (FileRepair, fileSummary, error) {
+// rewritten through an atomicFile and the bad lines appended to the
+// quarantine (see triage), which is fsynced before the rename replaces
+// path. A crash before the rename leaves path as it was and a temp file
+// that the next open deletes; the quarantine may then hold a line twice,
+// which loses nothing. A failure before the rename takes the lines back
+// out of the quarantine.
+func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine int) (FileRepair, fileSummary, error) {
 	rep := FileRepair{Path: path}
 	var sum fileSummary
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
@@ -60,8 +63,9 @@ func repairFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int) (F
 	}
 	mtime := fi.ModTime()
 	dirty := false
+	tri := &triage{quar: quarantine, maxLine: maxLine, legacyOK: true}
 	err = scanRecords(f, maxLine, mtime, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Problem != ProblemNone || e.Legacy {
+		if e.Legacy || tri.bad(e) {
 			dirty = true
 			return errStopScan
 		}
@@ -79,45 +83,42 @@ func repairFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int) (F
 		sum.size = fi.Size()
 		return rep, sum, nil
 	}
-	sum, err = rewriteFile(fsys, path, quarantine, maxLine, mtime, &rep)
+	sum, err = rewriteFile(fsys, store, path, tri, mtime, &rep)
 	return rep, sum, err
 }
 
 var errStopScan = errors.New("stop scan")
 
-func rewriteFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int, mtime time.Time, rep *FileRepair) (fileSummary, error) {
+func rewriteFile(fsys fsx.FS, store, path string, tri *triage, mtime time.Time, rep *FileRepair) (fileSummary, error) {
 	var sum fileSummary
+	fail := func(err error) (fileSummary, error) {
+		return sum, wrapErr(err, "repair %s", filepath.Base(path))
+	}
 	src, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return sum, fmt.Errorf("syncbreaker: repair: %w", err)
+		return fail(err)
 	}
-	defer src.Close()
-	tmpPath := tempPath(path)
-	tmp, err := fsx.CreatePrivate(fsys, tmpPath, os.O_WRONLY|os.O_EXCL)
-	if err != nil {
-		return sum, fmt.Errorf("syncbreaker: repair: %w", err)
-	}
-	committed := false
+	srcOpen := true
 	defer func() {
-		if !committed {
-			_ = tmp.Close()
-			_ = fsys.Remove(tmpPath)
+		if srcOpen {
+			_ = src.Close()
 		}
 	}()
-	w := bufio.NewWriterSize(tmp, 256<<10)
+	out, err := createAtomic(fsys, store)
+	if err != nil {
+		return fail(err)
+	}
+	defer out.Abort()
+	quarantine := tri.quar
+	mark := quarantine.mark()
+	in := &endReader{r: src}
 	var enc []byte
-	before := quarantine.wrote
-	err = scanRecords(src, maxLine, mtime, quarantine, func(e *ScanEntry, raw []byte) error {
-		switch {
-		case e.Problem == ProblemTooLong:
-			rep.Quarantined++ // its bytes went to the quarantine as they streamed
-			return nil
-		case e.Problem != ProblemNone:
-			rep.Quarantined++
-			if e.Problem == ProblemTornTail {
+	err = scanRecords(in, tri.maxLine, mtime, quarantine, func(e *ScanEntry, raw []byte) error {
+		if bad, err := tri.take(e, raw); bad {
+			if in.torn(e) {
 				rep.TornBytes += e.Length
 			}
-			return quarantine.writeLine(raw)
+			return err
 		}
 		if sum.records == 0 {
 			sum.first = e.Record.EnqueuedAt
@@ -129,39 +130,89 @@ func rewriteFile(fsys fsx.FS, path string, quarantine *appendLog, maxLine int, m
 		} else {
 			enc = append(append(enc[:0], raw...), '\n')
 		}
-		sum.size += int64(len(enc))
-		_, err := w.Write(enc)
+		_, err := out.Write(enc)
 		return err
 	})
-	rep.QuarantinedBytes = quarantine.wrote - before
+	rep.Quarantined = tri.lines
 	if err == nil {
-		err = w.Flush()
+		err = quarantine.sync() // the bad lines must be durable before their source is replaced
 	}
+	renamed := false
 	if err == nil {
-		err = tmp.Sync()
+		srcOpen = false
+		_ = src.Close() // Windows cannot rename over an open file
+		renamed, err = out.Commit(path)
 	}
-	if err == nil {
-		err = quarantine.close() // the bad lines must be durable before the source goes
+	if err != nil && !renamed {
+		err = errors.Join(err, quarantine.rollback(mark))
 	}
-	if err == nil {
-		err = tmp.Close()
-		committed = err == nil
-		if !committed {
-			_ = fsys.Remove(tmpPath)
-		}
-	}
-	if err == nil {
-		if err = fsys.Rename(tmpPath, path); err != nil {
-			_ = fsys.Remove(tmpPath)
-		}
-	}
-	if err == nil {
-		err = fsys.SyncDir(filepath.Dir(path))
-	}
+	rep.QuarantinedBytes = quarantine.mark() - mark
+	sum.size = out.Size()
 	if err != nil {
-		return sum, fmt.Errorf("syncbreaker: repair %s: %w", filepath.Base(path), err)
+		return fail(err)
 	}
 	return sum, nil
+}
+
+// openSideFiles opens the dead-letter and quarantine logs and repairs what
+// a crash may have left at their ends (a write it cut short; the store cuts
+// back its own failed writes), and returns the quarantine. An unfinished
+// last line of the quarantine is finished with a newline, so the next line
+// is not glued to it. One of the dead letters cannot be a whole record: it
+// is copied to the quarantine, which is fsynced, and only then cut off.
+func (s *Store) openSideFiles() (*appendLog, error) {
+	s.quar = newAppendLog(s.fs, s.QuarantinePath())
+	s.dead = newAppendLog(s.fs, s.DeadPath())
+	partial, err := s.quar.load()
+	if err == nil && partial > 0 {
+		if _, err = s.quar.Write([]byte{'\n'}); err == nil {
+			err = s.quar.sync()
+		}
+		s.log.Warn("syncbreaker: finished the torn last line of the quarantine file", "bytes", partial)
+	}
+	if err != nil {
+		return nil, wrapErr(err, "repair %s", filepath.Base(s.quar.path))
+	}
+	partial, err = s.dead.load()
+	if err == nil && partial > 0 {
+		err = s.quarantineDeadTail(partial)
+	}
+	if err != nil {
+		return nil, wrapErr(err, "repair %s", filepath.Base(s.dead.path))
+	}
+	return s.quar, nil
+}
+
+// quarantineDeadTail moves the unfinished last line of the dead letters
+// (partial bytes, after their last whole line) to the quarantine.
+func (s *Store) quarantineDeadTail(partial int64) error {
+	f, err := s.fs.OpenFile(s.dead.path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	mark := s.quar.mark()
+	if _, err := io.CopyN(io.Discard, f, s.dead.mark()); err != nil {
+		return err
+	}
+	if _, err := io.Copy(struct{ io.Writer }{s.quar}, f); err != nil {
+		return errors.Join(err, s.quar.rollback(mark))
+	}
+	if _, err := s.quar.Write([]byte{'\n'}); err != nil {
+		return errors.Join(err, s.quar.rollback(mark))
+	}
+	if err := s.quar.sync(); err != nil {
+		return errors.Join(err, s.quar.rollback(mark))
+	}
+	if err := s.dead.dropPartial(); err != nil {
+		return err
+	}
+	rep := FileRepair{Path: s.dead.path, TornBytes: partial, Quarantined: 1, QuarantinedBytes: s.quar.mark() - mark}
+	s.repair.Files = append(s.repair.Files, rep)
+	s.quarantined.Add(1)
+	s.log.Warn("syncbreaker: repaired store file", "file", filepath.Base(rep.Path),
+		"quarantined_lines", rep.Quarantined, "quarantined_bytes", rep.QuarantinedBytes, "torn_bytes", rep.TornBytes)
+	return nil
 }
 
 // tempPath names a temp file beside path that the store will recognise

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // ScanConfig tunes ScanFile. The zero value reads any file the store writes
@@ -41,11 +43,12 @@ type ScanEntry struct {
 // ScanFile reads one store file (active, segment, dead-letter or quarantine)
 // from start to end and calls fn for every line, in order. It opens the file
 // read-only and takes no lock, so it is safe while a daemon holds the store;
-// a line being appended at that moment shows up as ProblemTornTail. Memory
+// a line being appended at that moment shows up as ProblemTornTail. Anything
+// but a regular file fails with fsx.ErrNotRegular (a FIFO would block). Memory
 // stays within one maximum-size line. If fn returns an error, ScanFile stops
 // and returns it as is.
 func ScanFile(path string, cfg ScanConfig, fn func(ScanEntry) error) error {
-	f, err := os.Open(path)
+	f, err := fsx.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("syncbreaker: scan: %w", err)
 	}

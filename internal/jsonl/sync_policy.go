@@ -1,6 +1,7 @@
 package jsonl
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -21,11 +22,20 @@ const (
 	// down. Measured on a small shared Linux VM (ext4, 1 KiB payloads):
 	// about 0.5 ms per Append serially and 0.12 ms each with 8 concurrent
 	// appenders (7 records per fsync), against about 6 µs without fsync:
-	// at a daemon's spill rate the cost goes unnoticed.
+	// at a daemon's spill rate the cost goes unnoticed. A failed fsync
+	// fails every Append it covered, and their records are cut back, so
+	// the callers keep the payloads; it is never retried into a success.
 	SyncAlways SyncPolicy = iota
 	// SyncInterval fsyncs in the background at most Config.SyncInterval
 	// after a write: power loss may lose that window of acknowledged
-	// records.
+	// records. A background fsync that fails cannot fail the appends it
+	// covered, which have returned: it is logged and counted
+	// (Stats.SyncErrors), and the records stay, so a process crash still
+	// loses none. But on Linux a failed fsync may drop the writes it
+	// covered from the write-back and let the next fsync succeed without
+	// them, so after a failed fsync power loss may lose any record
+	// acknowledged since the last successful one, not only the last
+	// window; nothing later proves them durable.
 	SyncInterval
 	// SyncNever leaves flushing to the OS (typically within 30 s on Linux):
 	// survives kill -9, not power loss.
@@ -49,27 +59,88 @@ func (p SyncPolicy) String() string {
 // DefaultSyncInterval is the background fsync delay of SyncInterval.
 const DefaultSyncInterval = 200 * time.Millisecond
 
-// syncTo returns once every record up to write generation gen is fsynced.
-// This is the group commit. One appender at a time leads: it fsyncs
-// everything written so far, while the others keep writing under mu and
-// then wait for the round's channel. When the fsync ends the channel is
-// closed and they all wake at once, without a lock to pass along: those it
-// covered return, and one of the rest leads the next round, for every
-// record written meanwhile. (Queueing on a mutex instead hands it from
-// waiter to waiter one wake-up at a time, so the next fsync starts before
-// most of the released appenders have written again.)
-func (s *Store) syncTo(gen uint64) error {
-	for s.syncedGen.Load() < gen {
+// How a failed fsync is handled ("fsyncgate"). On Linux a failed fsync may
+// drop the dirty pages it was writing back and clear the error, so the next
+// fsync can succeed without the data ever reaching the disk: retrying proves
+// nothing about what the failed one covered. So a failure is never retried
+// into a success:
+//
+//   - The writes since the last failed fsync form an epoch. A write
+//     remembers its epoch and generation (a syncPoint); a failed fsync ends
+//     the epoch, recording the generation known fsynced before it, and every
+//     write of that epoch above it has failed for good, whatever later
+//     fsyncs report. Every appender waiting on it gets the fsync error.
+//   - Under SyncAlways none of those records was acknowledged (Append waits
+//     for the fsync), so they are cut back: the active file is truncated to
+//     syncedOff, the offset of the last successful fsync, and the pending
+//     counts and writtenGen go back with it. The next append starts there;
+//     the generations it reuses belong to a new epoch, which tells them
+//     apart from the failed ones.
+//   - Under SyncInterval and SyncNever the records were acknowledged when
+//     written and a process crash must still not lose them, so they stay;
+//     the failure is logged and counted (Stats.SyncErrors), and whoever
+//     waited on the fsync (a replay's commit) fails. See SyncInterval.
+//
+// Invariant, under SyncAlways: the records of generations (syncedGen,
+// writtenGen] are exactly the bytes (syncedOff, activeOff] of the active
+// file. A write moves writtenGen and activeOff together under mu; an
+// fsync, a cut or a seal moves the pairs under syncMu and mu.
+
+// syncEpoch is the span of writes between two failed fsyncs (see above).
+// Its fields are guarded by Store.mu.
+type syncEpoch struct {
+	ended   bool
+	durable uint64 // generations up to this one were fsynced before it ended
+	err     error  // the failed fsync's, as every waiter on it returns it
+}
+
+// syncPoint is a write as syncTo waits for it.
+type syncPoint struct {
+	gen   uint64
+	epoch *syncEpoch
+}
+
+// syncPointLocked is the point covering everything written so far.
+// Requires s.mu.
+func (s *Store) syncPointLocked() syncPoint {
+	return syncPoint{gen: s.writtenGen, epoch: s.epoch}
+}
+
+// doneLocked reports whether p is settled: fsynced (nil), or lost to a
+// failed fsync (its error). Requires s.mu.
+func (p syncPoint) doneLocked(s *Store) (bool, error) {
+	switch {
+	case p.epoch.ended && p.gen > p.epoch.durable:
+		return true, p.epoch.err
+	case p.epoch.ended, s.syncedGen.Load() >= p.gen:
+		return true, nil
+	}
+	return false, nil
+}
+
+// syncTo returns nil once every record up to p is fsynced, or the fsync
+// error if an fsync covering p failed. This is the group commit. One
+// appender at a time leads: it fsyncs everything written so far, while the
+// others keep writing under mu and then wait for the round's channel. When
+// the fsync ends the channel is closed and they all wake at once, without
+// a lock to pass along: those it covered return, and one of the rest leads
+// the next round, for every record written meanwhile. (Queueing on a mutex
+// instead hands it from waiter to waiter one wake-up at a time, so the next
+// fsync starts before most of the released appenders have written again.)
+// A failed round ends p's epoch, so its waiters return its error instead
+// of trying again.
+func (s *Store) syncTo(p syncPoint) error {
+	for {
 		s.mu.Lock()
-		if s.syncedGen.Load() >= gen {
+		if done, err := p.doneLocked(s); done {
 			s.mu.Unlock()
-			return nil
+			return err
 		}
 		if done := s.syncDone; done != nil {
 			s.roundWaiters++
 			s.mu.Unlock()
 			<-done
-			continue // on failure, one of the waiters tries again
+			continue
 		}
 		done := make(chan struct{})
 		s.syncDone = done
@@ -82,11 +153,15 @@ func (s *Store) syncTo(gen uint64) error {
 		s.lastWaiters, s.roundWaiters = s.roundWaiters, 0
 		s.mu.Unlock()
 		close(done)
-		if err != nil {
+		if errors.Is(err, ErrClosed) {
 			return err
 		}
+		if err != nil {
+			// The failure ended p's epoch, so the loop ends: p may still
+			// have been fsynced before it, by a seal.
+			s.log.Warn("syncbreaker: fsync of the active file failed", "err", err)
+		}
 	}
-	return nil
 }
 
 // groupWait bounds how long an fsync leader waits for its group: far below
@@ -122,7 +197,7 @@ func (s *Store) syncRound() error {
 	s.syncMu.Lock() // a seal may hold it, and fsyncs too
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	target, f := s.writtenGen, s.active
+	target, off, f := s.writtenGen, s.activeOff, s.active
 	s.mu.Unlock()
 	if s.syncedGen.Load() >= target {
 		return nil
@@ -130,14 +205,76 @@ func (s *Store) syncRound() error {
 	if f == nil {
 		return ErrClosed
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncbreaker: fsync: %w", err)
+	err := f.Sync()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		return s.syncFailedLocked(err)
 	}
-	s.syncedGen.Store(target)
+	s.syncedLocked(target, off)
 	return nil
 }
 
+// syncActiveLocked fsyncs the active file for everything written so far,
+// as syncRound does, for a caller that holds both locks (a seal). Requires
+// s.syncMu and s.mu.
+func (s *Store) syncActiveLocked() error {
+	target, off := s.writtenGen, s.activeOff
+	if err := s.active.Sync(); err != nil {
+		return s.syncFailedLocked(err)
+	}
+	s.syncedLocked(target, off)
+	return nil
+}
+
+// syncedLocked records a successful fsync of the active file that covered
+// generations up to target, which ended at offset off. Requires s.syncMu
+// and s.mu.
+func (s *Store) syncedLocked(target uint64, off int64) {
+	s.syncedGen.Store(target)
+	s.syncedOff = off
+}
+
+// syncFailedLocked handles a failed fsync of the active file (see "How a
+// failed fsync is handled"): it ends the epoch and, under SyncAlways, cuts
+// the records written since the last successful fsync back. It returns
+// the error every write of the epoch above syncedGen returns: counts
+// only, never a payload. Requires s.syncMu and s.mu.
+func (s *Store) syncFailedLocked(err error) error {
+	s.syncErrs.Add(1)
+	synced := s.syncedGen.Load()
+	n, size := s.writtenGen-synced, s.activeOff-s.syncedOff
+	ep := s.epoch
+	ep.ended, ep.durable = true, synced
+	s.epoch = new(syncEpoch)
+	if s.cfg.Sync != SyncAlways {
+		ep.err = fmt.Errorf("syncbreaker: fsync: %w (%d records written since the last successful fsync may not survive power loss)", err, n)
+		return ep.err
+	}
+	// None of these records was acknowledged: their appenders wait for
+	// this fsync, or have yet to, and will find the epoch ended.
+	s.activeOff = s.syncedOff
+	s.writtenGen = synced
+	s.pendingRecords -= int64(n)
+	s.activeRecords -= int64(n)
+	s.pendingBytes -= size
+	s.appended.Add(-int64(n))
+	if s.activeOff == 0 {
+		s.activeFirst = time.Time{}
+	}
+	// If the cut fails, the next write or seal retries it before anything
+	// lands after the cut records (see cutBackLocked); reopening the
+	// active file cuts back too.
+	if s.active == nil || s.active.Truncate(s.activeOff) != nil {
+		s.needTruncate = true
+	}
+	ep.err = fmt.Errorf("syncbreaker: fsync: %w (%d records written since the last successful fsync were cut back, not stored)", err, n)
+	return ep.err
+}
+
 // armSyncTimer schedules the SyncInterval background fsync. Requires s.mu.
+// A background fsync that fails is logged by syncTo; the appends it
+// covered have returned already (see SyncInterval).
 func (s *Store) armSyncTimer() {
 	if s.timerArmed || s.closed {
 		return
@@ -148,11 +285,9 @@ func (s *Store) armSyncTimer() {
 		defer s.timerWG.Done()
 		s.mu.Lock()
 		s.timerArmed = false
-		gen := s.writtenGen
+		at := s.syncPointLocked()
 		s.mu.Unlock()
-		if err := s.syncTo(gen); err != nil {
-			s.log.Warn("syncbreaker: background fsync failed", "err", err)
-		}
+		_ = s.syncTo(at)
 	})
 }
 

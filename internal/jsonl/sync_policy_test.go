@@ -16,11 +16,13 @@ import (
 
 // Appenders that write while an fsync runs must all be covered by the
 // next one (group commit), and their records must be written while the
-// first fsync is still running, not after it.
+// first fsync is still running, not after it. When that first fsync fails,
+// every record written before it ended fails with it (see
+// TestFailedFsyncFailsEveryWaiter): no retry turns them into successes.
 func TestGroupCommitJoinsWritersArrivingDuringFsync(t *testing.T) {
 	tests := []struct {
 		name    string
-		failing bool // the first fsync fails: its appender gets the error, the others retry
+		failing bool // the first fsync fails: every appender gets its error
 	}{
 		{"fsync succeeds", false},
 		{"first fsync fails", true},
@@ -58,9 +60,13 @@ func TestGroupCommitJoinsWritersArrivingDuringFsync(t *testing.T) {
 			err := <-first
 			if tt.failing {
 				assert.ErrorIs(t, err, syscall.EIO)
-			} else {
-				assert.NoError(t, err)
+				for _, err := range errs {
+					assert.ErrorIs(t, err, syscall.EIO, "written before the failed fsync ended: cut back with it")
+				}
+				assert.Equal(t, int32(1), syncs.Load(), "a failed fsync is not retried")
+				return
 			}
+			assert.NoError(t, err)
 			for _, err := range errs {
 				assert.NoError(t, err)
 			}
