@@ -55,27 +55,32 @@ func (s State) String() string {
 }
 
 // Config configures a Breaker. The zero value is a working breaker with the
-// documented defaults.
+// documented defaults. A value that cannot work (a negative count or
+// interval, a NaN) makes New fail with ErrInvalidConfig naming the field,
+// rather than become a default.
 type Config struct {
 	// FailureThreshold is the number of consecutive failures that opens the
-	// circuit. 0 means DefaultFailureThreshold (10).
+	// circuit. 0 means DefaultFailureThreshold (10); negative, or above
+	// math.MaxInt32, is an error.
 	FailureThreshold int
 	// ResetInterval is how long the circuit stays open before it goes
 	// half-open, counted from the moment it opened, and how often pending
 	// records are retried while it is closed. 0 means DefaultResetInterval
-	// (1h).
+	// (1h); negative is an error.
 	ResetInterval time.Duration
 	// Multiplier grows the open interval on each re-open from half-open
 	// without a close in between. 0 means DefaultMultiplier (2); 1 disables
-	// growth. A close resets the growth.
+	// growth; below 1, NaN or infinite is an error. A close resets the
+	// growth.
 	Multiplier float64
 	// MaxResetInterval caps the grown open interval (before jitter). 0 means
 	// DefaultMaxResetFactor (8) times ResetInterval. It must not be below
-	// ResetInterval.
+	// ResetInterval, and with Jitter added it must fit a time.Duration
+	// (about 292 years).
 	MaxResetInterval time.Duration
 	// Jitter spreads every open interval uniformly over ±Jitter of its
 	// length. 0 means DefaultJitter (0.1); a negative value disables jitter.
-	// It must be below 1.
+	// It must be below 1 (and not NaN).
 	Jitter float64
 	// Rand is the jitter source. It is only used with the Breaker's mutex
 	// held, so an unsynchronised *rand.Rand is fine. nil means math/rand/v2's
@@ -212,38 +217,40 @@ type Breaker struct {
 // store.
 func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, error) {
 	if store == nil {
-		return nil, fmt.Errorf("%w: nil PendingStore", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: store is a nil PendingStore", ErrInvalidConfig)
 	}
 	if republisher == nil {
-		return nil, fmt.Errorf("%w: nil Republisher", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: republisher is a nil Republisher", ErrInvalidConfig)
 	}
 	threshold := cfg.FailureThreshold
 	switch {
 	case threshold == 0:
 		threshold = DefaultFailureThreshold
 	case threshold < 0 || threshold > math.MaxInt32:
-		return nil, fmt.Errorf("%w: FailureThreshold %d out of range", ErrInvalidConfig, cfg.FailureThreshold)
+		return nil, fmt.Errorf("%w: FailureThreshold %d is out of range (0 to %d)", ErrInvalidConfig, cfg.FailureThreshold, math.MaxInt32)
 	}
 	interval := cfg.ResetInterval
 	switch {
 	case interval == 0:
 		interval = DefaultResetInterval
 	case interval < 0:
-		return nil, fmt.Errorf("%w: negative ResetInterval", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: ResetInterval %v is negative", ErrInvalidConfig, interval)
 	}
 	mult := cfg.Multiplier
 	switch {
 	case mult == 0:
 		mult = DefaultMultiplier
 	case mult < 1 || math.IsNaN(mult) || math.IsInf(mult, 0):
-		return nil, fmt.Errorf("%w: Multiplier %v must be at least 1", ErrInvalidConfig, cfg.Multiplier)
+		return nil, fmt.Errorf("%w: Multiplier %v must be a finite number of at least 1", ErrInvalidConfig, cfg.Multiplier)
 	}
 	maxInterval := cfg.MaxResetInterval
 	switch {
+	case maxInterval == 0 && interval > math.MaxInt64/DefaultMaxResetFactor:
+		maxInterval = math.MaxInt64 // rejected below, naming ResetInterval
 	case maxInterval == 0:
 		maxInterval = DefaultMaxResetFactor * interval
 	case maxInterval < interval:
-		return nil, fmt.Errorf("%w: MaxResetInterval below ResetInterval", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: MaxResetInterval %v is below ResetInterval %v", ErrInvalidConfig, maxInterval, interval)
 	}
 	jitter := cfg.Jitter
 	switch {
@@ -252,7 +259,15 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 	case jitter < 0:
 		jitter = 0
 	case jitter >= 1 || math.IsNaN(jitter):
-		return nil, fmt.Errorf("%w: Jitter %v must be below 1", ErrInvalidConfig, cfg.Jitter)
+		return nil, fmt.Errorf("%w: Jitter %v must be a number below 1", ErrInvalidConfig, cfg.Jitter)
+	}
+	// The longest open interval, jitter included, must be a Duration.
+	if float64(maxInterval)*(1+jitter) >= math.MaxInt64 {
+		field, v := "MaxResetInterval", cfg.MaxResetInterval
+		if v == 0 {
+			field, v = "ResetInterval", interval
+		}
+		return nil, fmt.Errorf("%w: %s %v is too long: the open interval would overflow", ErrInvalidConfig, field, v)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -492,7 +507,7 @@ func (b *Breaker) SaveForRetry(ctx context.Context, payload []byte) error {
 	if err := b.store.Append(ctx, payload); err != nil {
 		b.spillErrors.Add(1)
 		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(payload)))
-		return fmt.Errorf("syncbreaker: spill %d bytes: %w", len(payload), err)
+		return wrapErr(err, "spill %d bytes", len(payload))
 	}
 	b.spilled.Add(1)
 	return nil

@@ -3,6 +3,7 @@ package syncbreaker
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
@@ -33,10 +34,44 @@ var (
 	// TopicRepublisher.Republish when the handler settled the message with
 	// an error: it was delivered, and the handler could not send it.
 	ErrNotHandled = errors.New("syncbreaker: republished message not handled")
-	// ErrInvalidConfig is wrapped by New when the configuration or its
-	// arguments cannot work.
-	ErrInvalidConfig = errors.New("syncbreaker: invalid config")
+	// ErrInvalidConfig is wrapped by New, NewRepublisher and OpenJSONLStore
+	// when the configuration or their arguments cannot work; the message
+	// names the field. It is the store engine's own value, so errors.Is
+	// works on what any layer returns.
+	ErrInvalidConfig = jsonl.ErrInvalidConfig
 )
+
+// errPrefix starts the text of every error the package returns, once.
+const errPrefix = "syncbreaker: "
+
+// wrapErr adds context to err, which may already carry the prefix (the
+// store's errors and this package's sentinels do): the text is
+// "syncbreaker: <context>: <err without its own prefix>", so the prefix
+// appears once however many layers add context. errors.Is and errors.As
+// see err.
+func wrapErr(err error, format string, args ...any) error {
+	return &contextError{
+		msg:  errPrefix + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), errPrefix),
+		errs: []error{err},
+	}
+}
+
+// markErr marks err with the sentinel mark, as fmt.Errorf("%w: %w", mark,
+// err) does, with the prefix once: "<mark>: <err without its prefix>".
+func markErr(mark, err error) error {
+	return &contextError{
+		msg:  mark.Error() + ": " + strings.TrimPrefix(err.Error(), errPrefix),
+		errs: []error{mark, err},
+	}
+}
+
+type contextError struct {
+	msg  string
+	errs []error
+}
+
+func (e *contextError) Error() string   { return e.msg }
+func (e *contextError) Unwrap() []error { return e.errs }
 
 // Permanent wraps err to say that retrying the same payload cannot succeed
 // (for example the server rejected it as malformed) and that the server is

@@ -3,7 +3,6 @@ package syncbreaker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -29,7 +28,11 @@ const (
 	SyncAlways = jsonl.SyncAlways
 	// SyncInterval fsyncs in the background at most
 	// StoreConfig.SyncInterval after a write: power loss may lose that
-	// window of acknowledged records.
+	// window of acknowledged records. A background fsync that fails is
+	// logged and counted (StoreStats.SyncErrors); the records stay, but
+	// from then on power loss may lose any record acknowledged since the
+	// last successful fsync, since a failed fsync may drop the writes it
+	// covered and let the next one succeed without them.
 	SyncInterval = jsonl.SyncInterval
 	// SyncNever leaves flushing to the OS: survives kill -9, not power
 	// loss.
@@ -63,34 +66,52 @@ var (
 
 // StoreConfig configures a JSONLStore. The zero value is a working, safe
 // store: fsync on every append (with group commit), at most 1 GiB pending,
-// payloads up to 16 MiB, no attempt limit.
+// payloads up to 16 MiB, no attempt limit. A value that cannot work (an
+// unknown Sync, a negative size, count or interval other than MaxBytes)
+// makes OpenJSONLStore fail with ErrInvalidConfig naming the field,
+// rather than become a default.
 type StoreConfig struct {
-	// Sync is the fsync policy. Zero means SyncAlways.
+	// Sync is the fsync policy: SyncAlways (the zero value), SyncInterval
+	// or SyncNever.
 	Sync SyncPolicy
 	// SyncInterval is how long SyncInterval waits after a write before
-	// fsyncing. Zero means DefaultSyncInterval (200 ms).
+	// fsyncing. Zero means DefaultSyncInterval (200 ms); negative is an
+	// error. Other policies ignore it.
 	SyncInterval time.Duration
-	// MaxBytes bounds the pending records on disk (active file plus
-	// segments). An Append that would pass it fails with ErrStoreFull and
-	// the caller keeps the payload: a full store never drops or overwrites
-	// anything. A store opened with a smaller limit than its content keeps
-	// all of it and refuses appends until replays bring it under. Zero
-	// means DefaultMaxBytes (1 GiB); negative means no limit.
+	// MaxBytes bounds the store's files: pending records (active file and
+	// segments), dead letters and quarantined lines, together. An Append
+	// that would pass it fails with ErrStoreFull and the caller keeps the
+	// payload: a full store never drops or overwrites anything. Append is
+	// the only way in; the rest only moves what is already counted, so it
+	// is never refused for the bound: a Replay moves records to the dead
+	// letters or the quarantine, and while it runs the segment it writes
+	// sits beside the ones it replaces (the files peak at the bound plus
+	// that one rewritten segment); RequeueDead moves dead letters back,
+	// as many as fit in MaxBytes as pending records alone. Repair at open
+	// never fails over the bound either (legacy lines grow when rewritten
+	// as records, and a store opened with a smaller limit than its content
+	// keeps all of it): the store may then be over it, and refuses appends
+	// until replays bring it under. A dead-letter or quarantine file
+	// removed by hand (say after pendingctl exported it) stops counting at
+	// the next Replay or RequeueDead. Zero means DefaultMaxBytes (1 GiB);
+	// negative means no limit.
 	MaxBytes int64
 	// MaxPayloadBytes is the largest payload Append accepts; larger ones
 	// fail with ErrPayloadTooLarge. Zero means DefaultMaxPayloadBytes
-	// (16 MiB). Lowering it never makes records already stored unreadable.
+	// (16 MiB); negative, or above 1 GiB, is an error. Lowering it never
+	// makes records already stored unreadable.
 	MaxPayloadBytes int
 	// MaxAttempts moves a record to the dead-letter file (P.dead) once it
-	// has failed this many deliveries. Zero or negative means no limit,
-	// the default. A Breaker counts an attempt only for a delivery refused
-	// while the circuit stays closed (the server takes other traffic), so
-	// an outage does not use attempts up and a limit such as 5 is safe.
+	// has failed this many deliveries. Zero means no limit, the default;
+	// negative is an error. A Breaker counts an attempt only for a
+	// delivery refused while the circuit stays closed (the server takes
+	// other traffic), so an outage does not use attempts up and a limit
+	// such as 5 is safe.
 	// RequeueDead moves dead letters back.
 	MaxAttempts int
 	// SegmentBytes is the active file size at which it is sealed into a
 	// segment, which bounds what a cancelled replay has to copy. Zero
-	// means DefaultSegmentBytes (64 MiB).
+	// means DefaultSegmentBytes (64 MiB); negative is an error.
 	SegmentBytes int64
 	// Logger receives warnings about repairs and failed background work:
 	// sizes, IDs and counts only, never payloads. Nil discards.
@@ -126,7 +147,8 @@ var _ PendingStore = (*JSONLStore)(nil)
 // go to the quarantine file, a file written by the original implementation
 // (one bare JSON payload a line) is rewritten as records, and leftovers of
 // an interrupted replay are resolved. Damage is never fatal. Opening reads
-// every pending file once to count records.
+// every pending file once to count records. An invalid cfg, or an empty
+// path, fails with ErrInvalidConfig.
 func OpenJSONLStore(path string, cfg StoreConfig) (*JSONLStore, error) {
 	s, err := jsonl.Open(path, jsonl.Config{
 		Sync:            cfg.Sync,
@@ -147,7 +169,10 @@ func OpenJSONLStore(path string, cfg StoreConfig) (*JSONLStore, error) {
 // written (and, under SyncAlways, fsynced). It fails with
 // ErrPayloadTooLarge or ErrStoreFull (the caller keeps the payload), with
 // ctx.Err() if ctx is already done, or with ErrStoreClosed. A failed write
-// is cut back so no partial line remains.
+// is cut back so no partial line remains. Under SyncAlways a failed fsync
+// fails every Append it covered, with an error wrapping the fsync's, and
+// cuts their records back, so the callers keep their payloads; no later
+// fsync is taken as proof for them.
 func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 	return s.s.Append(ctx, payload)
 }
@@ -157,7 +182,9 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 // at once. Records appended while it runs are left for the next Replay.
 // Only one Replay runs at a time; another waits (or returns ctx.Err()).
 // The returned error is ctx.Err() when ctx ended, or an I/O error, in
-// which case nothing was removed.
+// which case nothing was removed. (A failed directory fsync after the
+// replay's commit is only logged: the replay is done, and a power loss
+// could at worst bring its records back, to be republished again.)
 func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
 	res, err := s.s.Replay(ctx, func(ctx context.Context, r jsonl.Record) error {
 		return engineVerdict(fn(ctx, Record(r)))
@@ -172,18 +199,24 @@ func engineVerdict(err error) error {
 	case err == nil:
 		return nil
 	case IsPermanent(err):
-		return fmt.Errorf("%w: %w", jsonl.ErrDeadLetter, err)
+		return markErr(jsonl.ErrDeadLetter, err)
 	case errors.Is(err, ErrOpen):
-		return fmt.Errorf("%w: %w", jsonl.ErrNotAttempted, err)
+		return markErr(jsonl.ErrNotAttempted, err)
 	}
 	return err
 }
 
-// RequeueDead moves every dead-lettered record back to pending with
-// Attempts reset to zero, keeping its ID, and returns how many it moved.
-// They are replayed after the segments sealed before the call and before
-// the records in the active file. A crash in between leaves them in both
-// places (re-delivered, never lost).
+// RequeueDead moves the dead-lettered records back to pending with
+// Attempts reset to zero, keeping their IDs, and returns how many it
+// moved. They are replayed after the segments sealed before the call and
+// before the records in the active file; damaged lines of the dead-letter
+// file go to the quarantine. Pending records never pass MaxBytes: in a
+// store over its bound, the oldest that fit are moved and the error wraps
+// ErrStoreFull and says how many stay dead-lettered. The moved records are
+// durable as pending before the dead-letter file is deleted, so a crash in
+// between leaves them in both places (re-delivered, never lost). An error
+// that comes after they became pending still comes with their count, and
+// a later call finishes the job without moving them twice.
 func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) { return s.s.RequeueDead(ctx) }
 
 // Stats returns a snapshot of the store's counters.

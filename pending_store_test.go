@@ -403,10 +403,6 @@ func confCallbackKeeps(t *testing.T, open storeFactory) {
 // with their original bytes.
 func confCallbackModifies(t *testing.T, open storeFactory, outcome error, attempts int) {
 	s, reopen := open(t)
-	if outcome == errConfDeliver {
-		skipIfJSONL(t, s, "re-encodes a failed record from the payload it handed to fn, after fn "+
-			"modified it: the stored payload changes (fix: encode from the scanned bytes, give fn the clone)")
-	}
 	want := keepPayloads(12)
 	appendPayloads(t, s, want...)
 	before := storeContents(t, s)
@@ -440,14 +436,6 @@ func confCallbackModifies(t *testing.T, open storeFactory, outcome error, attemp
 	check(s, "after fn modified the payloads")
 	if reopen != nil {
 		check(reopenAfterClose(t, s, reopen), "after a reopen")
-	}
-}
-
-// skipIfJSONL marks a known JSONLStore defect, to be fixed in the library.
-func skipIfJSONL(t *testing.T, s syncbreaker.PendingStore, why string) {
-	t.Helper()
-	if _, ok := s.(*syncbreaker.JSONLStore); ok {
-		t.Skip("known: JSONLStore " + why)
 	}
 }
 
@@ -636,10 +624,6 @@ func confResultCounts(t *testing.T, open storeFactory) {
 	})
 	cancelAt := func(t *testing.T, k int) {
 		s := layered(t)
-		if k < 4 {
-			skipIfJSONL(t, s, "does not count in Skipped the records of segments a cancelled Replay "+
-				"never reached (here the 4 newer ones): Republished+Failed+Skipped+DeadLettered < pending before")
-		}
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		i := 0
@@ -660,8 +644,6 @@ func confResultCounts(t *testing.T, open storeFactory) {
 	t.Run("cancel-in-newer-records", func(t *testing.T) { cancelAt(t, 5) })
 	t.Run("cancelled-before", func(t *testing.T) {
 		s := layered(t)
-		skipIfJSONL(t, s, "counts nothing in Skipped when ctx ended before Replay started, "+
-			"and at random reports Remaining 0 (see cancel/ctx-already-done)")
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		res, err := s.Replay(ctx, func(context.Context, syncbreaker.Record) error {
@@ -870,8 +852,6 @@ func confCancel(t *testing.T, open storeFactory) {
 	}
 	t.Run("ctx-already-done", func(t *testing.T) {
 		s, _ := open(t)
-		skipIfJSONL(t, s, "Replay with an ended ctx returns Remaining 0 in about half the calls "+
-			"(the select on the replay semaphore and ctx.Done picks ctx.Done at random and returns an empty result)")
 		appendStrings(t, s, numbered("done", 3)...)
 		before := storeContents(t, s)
 		ctx, cancel := context.WithCancel(t.Context())

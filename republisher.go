@@ -154,26 +154,26 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 	pace := cfg.Rate
 	switch {
 	case math.IsNaN(pace) || pace < 0:
-		return nil, fmt.Errorf("%w: republisher: rate %v is not a positive number", ErrInvalidConfig, pace)
+		return nil, fmt.Errorf("%w: republisher: Rate %v is not a positive number", ErrInvalidConfig, pace)
 	case pace == 0:
 		pace = DefaultRepublishRate
 	}
 	burst := cfg.Burst
 	switch {
 	case burst < 0:
-		return nil, fmt.Errorf("%w: republisher: burst %d is negative", ErrInvalidConfig, burst)
+		return nil, fmt.Errorf("%w: republisher: Burst %d is negative", ErrInvalidConfig, burst)
 	case burst == 0:
 		burst = DefaultRepublishBurst
 	}
 	inFlight := cfg.MaxInFlight
 	switch {
 	case inFlight < 0:
-		return nil, fmt.Errorf("%w: republisher: max in flight %d is negative", ErrInvalidConfig, inFlight)
+		return nil, fmt.Errorf("%w: republisher: MaxInFlight %d is negative", ErrInvalidConfig, inFlight)
 	case inFlight == 0:
 		inFlight = DefaultRepublishMaxInFlight
 	}
 	if cfg.SettleTimeout < 0 {
-		return nil, fmt.Errorf("%w: republisher: settle timeout %v is negative", ErrInvalidConfig, cfg.SettleTimeout)
+		return nil, fmt.Errorf("%w: republisher: SettleTimeout %v is negative", ErrInvalidConfig, cfg.SettleTimeout)
 	}
 
 	r := &TopicRepublisher{
@@ -298,7 +298,7 @@ func (r *TopicRepublisher) pace(ctx context.Context) error {
 
 func (r *TopicRepublisher) publishError(rec Record, err error) error {
 	// The ID, never the payload: payloads are private.
-	return fmt.Errorf("syncbreaker: republish record %s to topic %q: %w", rec.ID, r.topic, err)
+	return wrapErr(err, "republish record %s to topic %q", rec.ID, r.topic)
 }
 
 // settled turns the error a handler settled a message with into Republish's.

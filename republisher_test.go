@@ -73,12 +73,12 @@ func TestNewRepublisherValidatesConfig(t *testing.T) {
 		{name: "all set", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: 0.5, Burst: 1, MaxInFlight: 8}},
 		{name: "nil publisher", topic: testTopic, wantErr: "publisher is nil"},
 		{name: "empty topic", pub: pub, wantErr: "topic is empty"},
-		{name: "negative rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: -1}, wantErr: "rate"},
-		{name: "NaN rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: math.NaN()}, wantErr: "rate"},
-		{name: "negative infinite rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: math.Inf(-1)}, wantErr: "rate"},
-		{name: "negative burst", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Burst: -1}, wantErr: "burst"},
-		{name: "negative in flight", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{MaxInFlight: -1}, wantErr: "in flight"},
-		{name: "negative settle timeout", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{SettleTimeout: -time.Second}, wantErr: "settle timeout"},
+		{name: "negative rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: -1}, wantErr: "Rate"},
+		{name: "NaN rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: math.NaN()}, wantErr: "Rate"},
+		{name: "negative infinite rate", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Rate: math.Inf(-1)}, wantErr: "Rate"},
+		{name: "negative burst", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{Burst: -1}, wantErr: "Burst"},
+		{name: "negative in flight", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{MaxInFlight: -1}, wantErr: "MaxInFlight"},
+		{name: "negative settle timeout", pub: pub, topic: testTopic, cfg: syncbreaker.RepublisherConfig{SettleTimeout: -time.Second}, wantErr: "SettleTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -176,7 +176,7 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 		err = nil // our own cancellation; the cause is reported below
 	}
 	if err != nil {
-		err = fmt.Errorf("syncbreaker: replay: %w", err)
+		err = wrapErr(err, "replay")
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -210,16 +210,16 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 		return err, false // dead-lettered by the store
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrOpen):
 		// The handler gave up, or found the circuit open: not the record.
-		return fmt.Errorf("%w: %w", ErrNotAttempted, err), errors.Is(err, ErrOpen)
+		return markErr(ErrNotAttempted, err), errors.Is(err, ErrOpen)
 	case b.State() != StateClosed:
 		// The failure opened the circuit (or it opened meanwhile): the
 		// server is down, which says nothing about this record.
-		return fmt.Errorf("%w: %w", ErrNotAttempted, err), true
+		return markErr(ErrNotAttempted, err), true
 	case errors.Is(err, ErrNotHandled):
 		return err, false // an attempt; the round goes on
 	}
 	if !strings.Contains(err.Error(), rec.ID) {
-		err = fmt.Errorf("syncbreaker: republish record %s: %w", rec.ID, err)
+		err = wrapErr(err, "republish record %s", rec.ID)
 	}
 	return err, true // Publish failed: an attempt
 }
