@@ -93,7 +93,10 @@ type StoreConfig struct {
 	// keeps all of it): the store may then be over it, and refuses appends
 	// until replays bring it under. A dead-letter or quarantine file
 	// removed by hand (say after pendingctl exported it) stops counting at
-	// the next Replay or RequeueDead. Zero means DefaultMaxBytes (1 GiB);
+	// the next Replay or RequeueDead. A remove that fails after a replay or
+	// a requeue leaves the replaced copy on disk, uncounted, until the
+	// next Replay, RequeueDead or open removes it. Zero means
+	// DefaultMaxBytes (1 GiB);
 	// negative means no limit.
 	MaxBytes int64
 	// MaxPayloadBytes is the largest payload Append accepts; larger ones
