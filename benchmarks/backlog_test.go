@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/syncbreaker/syncbreaker"
+	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
 // recordPayload returns the i-th 1 KiB payload of a backlog: a JSON object
@@ -109,7 +110,7 @@ func buildBacklog(path string, n int) error {
 // segments oldest first, then the active file.
 func backlogFiles(tb testing.TB, path string) []string {
 	tb.Helper()
-	l, err := syncbreaker.StoreFiles(path)
+	l, err := jsonl.Files(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func cloneStore(tb testing.TB, src, parent string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l, err := syncbreaker.StoreFiles(src)
+	l, err := jsonl.Files(src)
 	if err != nil {
 		tb.Fatal(err)
 	}
