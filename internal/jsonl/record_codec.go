@@ -2,15 +2,12 @@ package jsonl
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"hash/crc32"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -366,78 +363,6 @@ func validID[T ~string | ~[]byte](id T) bool {
 		}
 	}
 	return true
-}
-
-// idGen makes UUIDv7 IDs (RFC 9562): 48 bits of Unix milliseconds, then a
-// 12-bit counter that keeps IDs from one generator strictly increasing
-// within a millisecond, then 62 random bits. They sort by creation time,
-// are unique across processes and are the watermill message UUID on
-// republish. It is safe for concurrent use.
-type idGen struct {
-	mu     sync.Mutex
-	lastMs int64
-	seq    uint16
-}
-
-// appendNext appends the next ID's 36 characters to dst.
-func (g *idGen) appendNext(dst []byte, now time.Time) []byte {
-	ms := now.UnixMilli()
-	g.mu.Lock()
-	if ms <= g.lastMs {
-		ms = g.lastMs
-		g.seq++
-		if g.seq > 0xfff { // counter spent: borrow the next millisecond
-			ms++
-			g.seq = 0
-		}
-	} else {
-		g.seq = 0
-	}
-	g.lastMs = ms
-	seq := g.seq
-	g.mu.Unlock()
-
-	var u [16]byte
-	_, _ = rand.Read(u[8:]) // never fails since Go 1.24
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	u[6] = 0x70 | byte(seq>>8)
-	u[7] = byte(seq)
-	u[8] = u[8]&0x3f | 0x80
-	return appendUUID(dst, u)
-}
-
-// legacyID derives the ID of a legacy line from its byte offset and
-// content: the same line at the same place always gets the same ID, across
-// scans and restarts, until the store rewrites it as an envelope carrying
-// that ID. It is a UUIDv8 (custom) so it cannot collide with idGen's v7.
-func legacyID(offset int64, line []byte) string {
-	h := sha256.New()
-	var off [8]byte
-	binary.BigEndian.PutUint64(off[:], uint64(offset))
-	h.Write(off[:])
-	h.Write(line)
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
-	u[6] = u[6]&0x0f | 0x80
-	u[8] = u[8]&0x3f | 0x80
-	return formatUUID(u)
-}
-
-func formatUUID(u [16]byte) string {
-	var b [36]byte
-	return string(appendUUID(b[:0], u))
-}
-
-func appendUUID(dst []byte, u [16]byte) []byte {
-	dst = hex.AppendEncode(dst, u[0:4])
-	dst = append(dst, '-')
-	dst = hex.AppendEncode(dst, u[4:6])
-	dst = append(dst, '-')
-	dst = hex.AppendEncode(dst, u[6:8])
-	dst = append(dst, '-')
-	dst = hex.AppendEncode(dst, u[8:10])
-	dst = append(dst, '-')
-	return hex.AppendEncode(dst, u[10:])
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

@@ -3,7 +3,6 @@ package jsonl
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -107,36 +106,4 @@ func TestDecodeLineRejectsBadFieldsWithGoodChecksum(t *testing.T) {
 			assert.Equal(t, ProblemBadRecord, problem)
 		})
 	}
-}
-
-func TestLegacyIDStable(t *testing.T) {
-	line := []byte(`{"cmd":"ls"}`)
-	a, b := legacyID(10, line), legacyID(10, line)
-	assert.Equal(t, a, b)
-	assert.NotEqual(t, a, legacyID(11, line), "same content elsewhere is another record")
-	assert.True(t, validID(a))
-	assert.Equal(t, byte('8'), a[14], "UUID version 8")
-}
-
-func TestIDGenSortableAndUnique(t *testing.T) {
-	var g idGen
-	now := time.Unix(1700000000, 0)
-	seen := map[string]bool{}
-	prev := ""
-	for i := range 10000 { // > 4096 in one millisecond: the counter must roll over
-		id := g.next(now)
-		require.Len(t, id, 36)
-		require.False(t, seen[id], "duplicate at %d", i)
-		require.Greater(t, id, prev, "not increasing at %d", i)
-		require.Equal(t, byte('7'), id[14])
-		seen[id], prev = true, id
-	}
-	assert.True(t, strings.HasPrefix(g.next(now.Add(time.Hour)), "018b"), "time prefix")
-}
-
-// next returns the next ID as a string; the store itself appends IDs
-// straight into its line buffer (appendNext).
-func (g *idGen) next(now time.Time) string {
-	var b [36]byte
-	return string(g.appendNext(b[:0], now))
 }
