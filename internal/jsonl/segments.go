@@ -149,6 +149,9 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 		tri:      triage{quar: s.quar, maxLine: maxLine, log: s.log},
 		deadMark: s.dead.mark(),
 		quarMark: s.quar.mark(),
+		// The first checkpoint comes checkpointEvery into the drain: a
+		// short replay commits before it needs one.
+		checkpointed: s.cfg.now(),
 	}
 	var drained []segment
 	for _, seg := range segs {
@@ -224,6 +227,8 @@ type drain struct {
 	// settled counts records removed or dead-lettered, published to the
 	// store's counters only at commit.
 	republished, deadLettered, quarantined int64
+	progress                               []*progress // per drained segment
+	checkpointed                           time.Time   // when the ledger was last written
 }
 
 func (d *drain) keep(line []byte, at time.Time) error {
@@ -251,49 +256,153 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 	defer f.Close()
 	before := d.read
 	d.tri.file = filepath.Base(seg.path)
+	p := d.startProgress(seg)
 	err = scanRecords(f, d.maxLine, time.Time{}, s.quar, func(e *ScanEntry, raw []byte) error {
+		if e.Offset < p.start {
+			return nil // settled before a crash (see ledger.go)
+		}
 		d.read++
-		// Segments are written whole and fsynced before they get their
-		// name, and checked at open; a bad line is damage since.
-		if bad, err := d.tri.take(e, raw); bad {
-			d.quarantined++
-			d.res.Quarantined++
+		settled, err := d.line(ctx, e, raw)
+		if err != nil {
 			return err
 		}
-		// The callback owns what it gets: it may keep the payload, change
-		// it or hand it to an asynchronous publisher. A record kept or
-		// dead-lettered is written from stored, the bytes as read, which
-		// the scan leaves alone until the next line.
-		stored := e.Record
-		rec := stored
-		rec.Payload = bytes.Clone(stored.Payload)
-		var ferr error
-		if ctx.Err() == nil {
-			if ferr = d.fn(ctx, rec); ferr == nil {
-				d.republished++
-				d.res.Republished++
-				return nil
-			}
-		}
-		switch outcomeOf(ctx, ferr) {
-		case outcomeDeadLetter:
-			stored.Attempts++
-			d.enc = appendRecord(d.enc[:0], stored)
-			return d.deadLetter(stored, "permanent")
-		case outcomeNotAttempted:
-			d.res.Skipped++
-			return d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt)
-		}
-		stored.Attempts++
-		d.enc = appendRecord(d.enc[:0], stored)
-		if max := s.cfg.MaxAttempts; max > 0 && stored.Attempts >= max {
-			return d.deadLetter(stored, "max attempts")
-		}
-		d.res.Failed++
-		return d.keep(d.enc, stored.EnqueuedAt)
+		p.advance(e, settled)
+		return d.maybeCheckpoint(p)
 	})
 	d.segRead = append(d.segRead, d.read-before)
 	return err
+}
+
+// line hands one line of a segment to fn, or to the quarantine, and
+// reports whether it is settled: gone from pending (delivered,
+// dead-lettered or quarantined) rather than kept.
+func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled bool, err error) {
+	s := d.s
+	// Segments are written whole and fsynced before they get their
+	// name, and checked at open; a bad line is damage since.
+	if bad, err := d.tri.take(e, raw); bad {
+		d.quarantined++
+		d.res.Quarantined++
+		return true, err
+	}
+	// The callback owns what it gets: it may keep the payload, change
+	// it or hand it to an asynchronous publisher. A record kept or
+	// dead-lettered is written from stored, the bytes as read, which
+	// the scan leaves alone until the next line.
+	stored := e.Record
+	rec := stored
+	rec.Payload = bytes.Clone(stored.Payload)
+	var ferr error
+	if ctx.Err() == nil {
+		if ferr = d.fn(ctx, rec); ferr == nil {
+			d.republished++
+			d.res.Republished++
+			return true, nil
+		}
+	}
+	switch outcomeOf(ctx, ferr) {
+	case outcomeDeadLetter:
+		stored.Attempts++
+		d.enc = appendRecord(d.enc[:0], stored)
+		return true, d.deadLetter(stored, "permanent")
+	case outcomeNotAttempted:
+		d.res.Skipped++
+		return false, d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt)
+	}
+	stored.Attempts++
+	d.enc = appendRecord(d.enc[:0], stored)
+	if max := s.cfg.MaxAttempts; max > 0 && stored.Attempts >= max {
+		return true, d.deadLetter(stored, "max attempts")
+	}
+	d.res.Failed++
+	return false, d.keep(d.enc, stored.EnqueuedAt)
+}
+
+// progress is a drain's watermark in one segment (see ledger.go).
+type progress struct {
+	seg    segment
+	name   string
+	start  int64 // the watermark the drain started from
+	lines  int64 // and its line count
+	m      mark  // the watermark so far
+	saved  int64 // m.Lines at the last checkpoint
+	frozen bool  // a record stays pending: the watermark stops there
+}
+
+func (d *drain) startProgress(seg segment) *progress {
+	name := filepath.Base(seg.path)
+	m := d.s.marks[name]
+	p := &progress{seg: seg, name: name, start: m.Off, lines: m.Lines, m: m, saved: m.Lines}
+	d.progress = append(d.progress, p)
+	return p
+}
+
+// advance moves the watermark past a settled line, unless a line before it
+// stayed pending. A mark is bound to the segment's first record ID, so a
+// segment whose first line is not a record gets none.
+func (p *progress) advance(e *ScanEntry, settled bool) {
+	switch {
+	case p.frozen:
+		return
+	case !settled:
+		p.frozen = true
+		return
+	case p.m.First == "":
+		if e.Offset != 0 || e.Problem != ProblemNone || e.Legacy {
+			p.frozen = true
+			return
+		}
+		p.m.First = e.Record.ID
+	}
+	p.m.Off, p.m.Size = e.Offset+e.Length, p.seg.size
+	p.m.Lines++
+}
+
+// maybeCheckpoint writes the drain's progress to the ledger, at most every
+// checkpointEvery.
+func (d *drain) maybeCheckpoint(p *progress) error {
+	if p.m.Lines == p.saved {
+		return nil
+	}
+	now := d.s.cfg.now()
+	if now.Sub(d.checkpointed) < d.s.cfg.checkpointEvery {
+		return nil
+	}
+	d.checkpointed = now
+	return d.checkpoint(p)
+}
+
+// checkpoint makes what the watermark passes durable, then the watermark.
+// A failed fsync fails the replay, as it would fail its commit: a later
+// fsync that succeeds proves nothing for the writes the failed one
+// covered. A ledger that could not be written only costs re-delivery.
+func (d *drain) checkpoint(p *progress) error {
+	s := d.s
+	s.mu.Lock()
+	at := s.syncPointLocked()
+	s.mu.Unlock()
+	// The handler may have spilled a settled record again into the active
+	// file, and dead-lettered or quarantined ones are only in those files
+	// once their source is skipped.
+	if err := errors.Join(s.syncTo(at), s.dead.sync(), s.quar.sync()); err != nil {
+		return wrapErr(err, "replay: checkpoint")
+	}
+	// From here the side files hold lines whose source the ledger skips:
+	// an abort must not cut them back.
+	d.deadMark, d.quarMark = s.dead.mark(), s.quar.mark()
+	prev, had := s.marks[p.name]
+	s.marks[p.name] = p.m
+	if err := saveLedger(s.fs, s.path, s.marks); err != nil {
+		if had {
+			s.marks[p.name] = prev
+		} else {
+			delete(s.marks, p.name)
+		}
+		s.log.Warn("syncbreaker: replay: checkpoint not saved", "err", err)
+		return nil
+	}
+	p.saved = p.m.Lines
+	return nil
 }
 
 // deadLetter appends the record just encoded into d.enc to the dead-letter
@@ -331,6 +440,15 @@ func outcomeOf(ctx context.Context, err error) replayOutcome {
 // abort drops the temp file and takes back what the drain added to the
 // side files; the drained segments stay as they were.
 func (d *drain) abort() error {
+	// What a checkpoint saved stays settled: the ledger skips it from now
+	// on, so it is no longer pending.
+	var settled int64
+	for _, p := range d.progress {
+		settled += p.saved - p.lines
+	}
+	d.s.mu.Lock()
+	d.s.pendingRecords -= settled
+	d.s.mu.Unlock()
 	var errs []error
 	if d.out != nil {
 		errs = append(errs, d.out.Abort())
@@ -379,6 +497,7 @@ func (d *drain) commit(drained []segment) error {
 			// removal must not become durable before the rename: the
 			// next replay or open removes them, after a directory fsync.
 			d.publish(drained, nil)
+			d.forget(drained, nil)
 			s.log.Warn("syncbreaker: replay: directory fsync after the commit failed; drained segments left for the next replay or open", "err", err)
 			return nil
 		}
@@ -400,6 +519,7 @@ func (d *drain) commit(drained []segment) error {
 		errs = append(errs, err)
 	}
 	d.publish(drained, stayed)
+	d.forget(drained, stayed)
 	if len(errs) > 0 {
 		s.log.Warn("syncbreaker: replay left drained segments for the next replay or open", "err", errors.Join(errs...))
 	}
@@ -409,6 +529,38 @@ func (d *drain) commit(drained []segment) error {
 // publish counts the drain's outcome, on disk now: the drained segments'
 // records are replaced by the kept ones, except in the segments (indexes
 // into drained) that stayed.
+// forget drops the watermarks of the drained segments, which the commit
+// replaced; a segment that stayed keeps its mark, and its lines below it
+// are no longer pending.
+func (d *drain) forget(drained []segment, stayed []int) {
+	s := d.s
+	changed := false
+	for i, seg := range drained {
+		name := filepath.Base(seg.path)
+		if slices.Contains(stayed, i) {
+			for _, p := range d.progress {
+				if p.name == name {
+					s.mu.Lock()
+					s.pendingRecords -= p.saved - p.lines
+					s.mu.Unlock()
+				}
+			}
+			continue
+		}
+		if _, ok := s.marks[name]; ok {
+			delete(s.marks, name)
+			changed = true
+		}
+	}
+	if changed {
+		// Stale entries cannot match a rewritten file (see matchMark);
+		// saving only keeps the ledger small.
+		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
+			s.log.Warn("syncbreaker: replay: ledger not trimmed", "err", err)
+		}
+	}
+}
+
 func (d *drain) publish(drained []segment, stayed []int) {
 	s := d.s
 	var srcSize, outSize int64
@@ -439,7 +591,7 @@ func (s *Store) refreshOldest(d *drain) {
 	if d.kept == 0 {
 		segs, _, _, err := listStore(s.fs, s.path)
 		if err == nil && len(segs) > 0 {
-			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes))
+			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes), s.marks[filepath.Base(segs[0].path)].Off)
 		}
 	}
 	s.mu.Lock()
@@ -452,7 +604,9 @@ func (s *Store) refreshOldest(d *drain) {
 	}
 }
 
-func firstRecordTime(fsys fsx.FS, path string, maxLine int) time.Time {
+// firstRecordTime returns the EnqueuedAt of the first record at or after
+// the byte offset from in the file at path.
+func firstRecordTime(fsys fsx.FS, path string, maxLine int, from int64) time.Time {
 	var t time.Time
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
@@ -460,7 +614,7 @@ func firstRecordTime(fsys fsx.FS, path string, maxLine int) time.Time {
 	}
 	defer f.Close()
 	_ = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Problem == ProblemNone {
+		if e.Problem == ProblemNone && e.Offset >= from {
 			t = e.Record.EnqueuedAt
 			return errStopScan
 		}

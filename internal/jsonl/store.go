@@ -91,6 +91,9 @@ type Config struct {
 
 	fs  fsx.FS           // nil: the real filesystem (tests inject faults)
 	now func() time.Time // nil: time.Now
+	// checkpointEvery is how often a replay saves its progress; zero
+	// means checkpointEvery (the constant). Tests shorten it.
+	checkpointEvery time.Duration
 }
 
 // maxPayloadLimit bounds MaxPayloadBytes, so a line's encoded size fits an
@@ -139,6 +142,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.checkpointEvery == 0 {
+		c.checkpointEvery = checkpointEvery
+	}
 	return c, nil
 }
 
@@ -155,7 +161,10 @@ type Store struct {
 	ids  idGen
 
 	replaySem chan struct{} // one Replay or RequeueDead at a time
-	repair    RepairReport
+	// marks are the segments' watermarks (see ledger.go), by base name.
+	// Only Open and a Replay (under replaySem) use them.
+	marks  map[string]mark
+	repair RepairReport
 
 	// The side files, written only by Open and under replaySem; see
 	// applog.go. deadMoved is how much of the dead-letter file's head
@@ -304,21 +313,38 @@ func (s *Store) recover() error {
 				"torn_bytes", rep.TornBytes, "legacy_rewritten", rep.LegacyRewritten)
 		}
 	}
+	stored, err := loadLedger(s.fs, s.path+ledgerSuffix)
+	if err != nil {
+		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
+	}
+	s.marks = map[string]mark{}
 	for _, seg := range segs {
-		rep, sum, err := repairFile(s.fs, s.path, seg.path, quarantine, maxLine)
+		name := filepath.Base(seg.path)
+		m, ok := matchMark(s.fs, seg, stored[name], maxLine)
+		rep, sum, err := repairFile(s.fs, s.path, seg.path, quarantine, maxLine, m.Off)
 		if err != nil {
 			return err
+		}
+		if ok && rep.Quarantined == 0 && rep.LegacyRewritten == 0 {
+			s.marks[name] = m // a rewritten segment counted every record
 		}
 		note(rep)
 		s.count(sum)
 		s.nextSeq = max(s.nextSeq, seg.hi+1)
+	}
+	if len(s.marks) != len(stored) {
+		// Entries of segments gone or rewritten go now, before a later
+		// segment can take one of their names.
+		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
+			s.log.Warn("syncbreaker: ledger: stale entries not removed", "err", err)
+		}
 	}
 	if s.nextSeq == 0 {
 		s.nextSeq = 1
 	}
 	var activeSum fileSummary
 	if _, err := s.fs.Lstat(s.path); err == nil {
-		rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine)
+		rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine, 0)
 		if err != nil {
 			return err
 		}

@@ -50,7 +50,11 @@ type fileSummary struct {
 // that the next open deletes; the quarantine may then hold a line twice,
 // which loses nothing. A failure before the rename takes the lines back
 // out of the quarantine.
-func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine int) (FileRepair, fileSummary, error) {
+//
+// Records below the byte offset settled are not pending (a replay's
+// watermark, see ledger.go) and not counted, unless the file is rewritten:
+// then every record in it counts again, and the caller drops the mark.
+func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine int, settled int64) (FileRepair, fileSummary, error) {
 	rep := FileRepair{Path: path}
 	var sum fileSummary
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
@@ -68,6 +72,9 @@ func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine 
 		if e.Legacy || tri.bad(e) {
 			dirty = true
 			return errStopScan
+		}
+		if e.Offset < settled {
+			return nil
 		}
 		if sum.records == 0 {
 			sum.first = e.Record.EnqueuedAt

@@ -192,7 +192,7 @@ func TestStoreIgnoresFIFOAtSegmentName(t *testing.T) {
 	mkfifo(t, other)
 	var head time.Time
 	require.NoError(t, noHang(t, releaseFIFO(other), func() error {
-		head = firstRecordTime(fsx.OS{}, other, maxLineSize(0))
+		head = firstRecordTime(fsx.OS{}, other, maxLineSize(0), 0)
 		return nil
 	}))
 	assert.True(t, head.IsZero())

@@ -1,0 +1,146 @@
+package jsonl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
+)
+
+// The ledger (P.ledger) keeps a drain's progress through a crash: for each
+// sealed segment a replay has started on, a watermark below which every
+// record is settled (delivered, dead-lettered or quarantined). Opening
+// skips what lies below it, and so does the next replay, so a kill -9 in
+// the middle of a long drain repeats at most the records settled since the
+// last checkpoint and those in flight, instead of the whole round.
+//
+// A watermark never moves past a record whose outcome is not durable: it
+// stops at the first record of a segment that stays pending (a failed or
+// skipped one), which is then retried as it was, and before the ledger is
+// written the active file (where the handler may have spilled a record
+// again), the dead letters and the quarantine are fsynced. Segments are
+// never rewritten in place while they drain, and every watermark is bound
+// to its segment's name, size and first record ID: an entry that does not
+// match the file found at open is dropped, which means re-delivery, never
+// a skip. The file is replaced whole through an atomicFile.
+
+const ledgerSuffix = ".ledger"
+
+// checkpointEvery is how often a replay writes its progress to the ledger:
+// at most that many records' worth of time is delivered again after a
+// crash, for about four fsyncs per checkpoint.
+const checkpointEvery = 100 * time.Millisecond
+
+// mark is a segment's watermark.
+type mark struct {
+	Size  int64  `json:"size"`  // the segment's size: a rewritten file never matches
+	First string `json:"first"` // the ID of its first record
+	Off   int64  `json:"off"`   // every line below this byte offset is settled
+	Lines int64  `json:"lines"` // how many lines that is
+}
+
+type ledgerFile struct {
+	Version  int             `json:"v"`
+	Segments map[string]mark `json:"segments"` // by the segment's base name
+}
+
+const ledgerVersion = 1
+
+// loadLedger reads the ledger at path. A missing ledger is empty; an
+// unreadable one is reported, and the caller carries on without it
+// (re-delivery, never loss).
+func loadLedger(fsys fsx.FS, path string) (map[string]mark, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]mark{}, nil
+	}
+	if err != nil {
+		return map[string]mark{}, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return map[string]mark{}, err
+	}
+	var l ledgerFile
+	if err := json.Unmarshal(data, &l); err != nil || l.Version != ledgerVersion || l.Segments == nil {
+		return map[string]mark{}, fmt.Errorf("syncbreaker: %s is not a ledger this version reads", filepath.Base(path))
+	}
+	return l.Segments, nil
+}
+
+// saveLedger replaces the ledger at path with marks, or removes it when
+// there are none.
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark) error {
+	path := store + ledgerSuffix
+	if len(marks) == 0 {
+		if err := fsys.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Segments: marks})
+	if err != nil {
+		return err
+	}
+	out, err := createAtomic(fsys, store)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Write(data); err != nil {
+		return errors.Join(err, out.Abort())
+	}
+	_, err = out.Commit(path)
+	return err
+}
+
+// matchMark returns m if it belongs to the segment seg as it is on disk:
+// same size, same first record.
+func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (mark, bool) {
+	if m.Size != seg.size || m.Off <= 0 || m.Off > seg.size || m.First == "" {
+		return mark{}, false
+	}
+	f, err := fsys.OpenFile(seg.path, os.O_RDONLY, 0)
+	if err != nil {
+		return mark{}, false
+	}
+	defer f.Close()
+	var first string
+	_ = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
+		if e.Problem == ProblemNone && !e.Legacy {
+			first = e.Record.ID
+		}
+		return errStopScan
+	})
+	if first != m.First {
+		return mark{}, false
+	}
+	return m, true
+}
+
+// Marks returns the byte offset below which each sealed segment of the
+// store at path is settled, by the segment's path, for readers that take
+// no lock (pendingctl): lines below it are delivered, not pending. Like
+// the store, it keeps only marks that match their segment as it is.
+func Marks(path string) (map[string]int64, error) {
+	stored, err := loadLedger(fsx.OS{}, path+ledgerSuffix)
+	if err != nil {
+		return nil, err
+	}
+	segs, _, _, err := listStore(fsx.OS{}, path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, seg := range segs {
+		if m, ok := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0)); ok {
+			out[seg.path] = m.Off
+		}
+	}
+	return out, nil
+}
