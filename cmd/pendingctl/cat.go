@@ -94,8 +94,12 @@ func (c catter) run(path string, stdout, stderr io.Writer) int {
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	var line []byte
 	skipped := 0
+	marks := settledMarks(path) // delivered lines are not pending
+	if c.which != "" {
+		marks = nil
+	}
 	for _, file := range files {
-		err := scanFile(file, c.cfg, func(e jsonl.ScanEntry) error {
+		err := scanPending(file, marks, c.cfg, func(e jsonl.ScanEntry) error {
 			if e.Problem != jsonl.ProblemNone {
 				skipped++
 				// stderr may be the same terminal as stdout: flush first

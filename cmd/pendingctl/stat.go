@@ -96,14 +96,14 @@ func statStore(path string, cfg jsonl.ScanConfig) (*statReport, error) {
 	if rep.Files.Segments == nil {
 		rep.Files.Segments = []string{}
 	}
-	if err := tallyRecords(pendingFiles(l), cfg, &rep.Pending); err != nil {
+	if err := tallyRecords(pendingFiles(l), settledMarks(path), cfg, &rep.Pending); err != nil {
 		return nil, err
 	}
 	var dead []string
 	if l.Dead != "" {
 		dead = []string{l.Dead}
 	}
-	if err := tallyRecords(dead, cfg, &rep.Dead); err != nil {
+	if err := tallyRecords(dead, nil, cfg, &rep.Dead); err != nil {
 		return nil, err
 	}
 	if l.Quarantine != "" {
@@ -119,12 +119,13 @@ func statStore(path string, cfg jsonl.ScanConfig) (*statReport, error) {
 	return rep, nil
 }
 
-// tallyRecords adds what files hold to st, one streaming pass each.
-func tallyRecords(files []string, cfg jsonl.ScanConfig, st *recordStat) error {
+// tallyRecords adds what files hold to st, one streaming pass each,
+// leaving out what the ledger marks as delivered.
+func tallyRecords(files []string, marks map[string]int64, cfg jsonl.ScanConfig, st *recordStat) error {
 	hist := map[int]int64{}
 	var oldest, newest time.Time
 	for _, path := range files {
-		err := scanFile(path, cfg, func(e jsonl.ScanEntry) error {
+		err := scanPending(path, marks, cfg, func(e jsonl.ScanEntry) error {
 			st.Bytes += e.Length
 			if e.Problem != jsonl.ProblemNone {
 				st.DamagedLines++

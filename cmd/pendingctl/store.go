@@ -62,6 +62,29 @@ func pendingFiles(l jsonl.Layout) []string {
 	return files
 }
 
+// settledMarks returns, by segment path, the byte offset below which the
+// store's ledger says every line is delivered: a drain settled them before
+// it stopped or crashed, and the store skips them. A ledger the store
+// could not read counts as none, as it does for the store.
+func settledMarks(path string) map[string]int64 {
+	m, err := jsonl.Marks(path)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// scanPending is scanFile without the lines below the file's mark.
+func scanPending(path string, marks map[string]int64, cfg jsonl.ScanConfig, fn func(jsonl.ScanEntry) error) error {
+	below := marks[path]
+	return scanFile(path, cfg, func(e jsonl.ScanEntry) error {
+		if e.Offset < below {
+			return nil
+		}
+		return fn(e)
+	})
+}
+
 // scanFile is jsonl.ScanFile that treats a file which vanished since
 // it was listed as empty: a running daemon's replay deletes segments it has
 // drained.

@@ -39,8 +39,9 @@ func verifyStore(path string, cfg jsonl.ScanConfig, stdout, stderr io.Writer) in
 	}
 	var records, legacy, problems, quarantined int64
 	files := recordFiles(l)
+	marks := settledMarks(path) // delivered lines are no longer the store's
 	for _, file := range files {
-		err := scanFile(file, cfg, func(e jsonl.ScanEntry) error {
+		err := scanPending(file, marks, cfg, func(e jsonl.ScanEntry) error {
 			if e.Problem == jsonl.ProblemNone {
 				records++
 				if e.Legacy {
