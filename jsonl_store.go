@@ -185,7 +185,10 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 // at once. Records appended while it runs are left for the next Replay.
 // Only one Replay runs at a time; another waits (or returns ctx.Err()).
 // The returned error is ctx.Err() when ctx ended, or an I/O error, in
-// which case nothing was removed. (A failed directory fsync after the
+// which case nothing was removed beyond the replay's last checkpoint: as
+// it goes, a replay saves every 100 ms how far every record is settled
+// (the store's ledger, P.ledger), so a crash or an error repeats at most
+// the records settled since. (A failed directory fsync after the
 // replay's commit is only logged: the replay is done, and a power loss
 // could at worst bring its records back, to be republished again.)
 func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {

@@ -107,10 +107,11 @@ func (s *Store) sealLocked() error {
 }
 
 // Replay calls fn for every pending record, oldest first, as
-// PendingStore.Replay documents; fn owns the Record it gets. Records appended while it runs are left
-// for the next Replay. Only one Replay runs at a time; another waits (or
-// returns ctx.Err()). The returned error is ctx.Err() when ctx ended, or an
-// I/O error, in which case nothing was removed. A failed directory fsync
+// PendingStore.Replay documents; fn owns the Record it gets. Records
+// appended while it runs are left for the next Replay. Only one Replay
+// runs at a time; another waits (or returns ctx.Err()). The returned error
+// is ctx.Err() when ctx ended, or an I/O error, in which case nothing was
+// removed beyond the last checkpoint (see ledger.go). A failed directory fsync
 // after the commit's rename is no such error: the replay is done and
 // counted, only logged as possibly undone by a power loss (which could
 // only re-deliver).
