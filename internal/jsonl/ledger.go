@@ -36,12 +36,16 @@ const ledgerSuffix = ".ledger"
 // crash, for about four fsyncs per checkpoint.
 const checkpointEvery = 100 * time.Millisecond
 
-// mark is a segment's watermark.
+// mark is what the ledger knows of a segment: its watermark, and how many
+// records it was written with, so opening needs no scan of it.
 type mark struct {
 	Size  int64  `json:"size"`  // the segment's size: a rewritten file never matches
 	First string `json:"first"` // the ID of its first record
 	Off   int64  `json:"off"`   // every line below this byte offset is settled
 	Lines int64  `json:"lines"` // how many lines that is
+	// Records is how many records the segment was written with (fixed
+	// when it is sealed or rewritten); 0 means unknown: open scans it.
+	Records int64 `json:"records,omitempty"`
 }
 
 type ledgerFile struct {
@@ -100,27 +104,59 @@ func saveLedger(fsys fsx.FS, store string, marks map[string]mark) error {
 }
 
 // matchMark returns m if it belongs to the segment seg as it is on disk:
-// same size, same first record.
-func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (mark, bool) {
-	if m.Size != seg.size || m.Off <= 0 || m.Off > seg.size || m.First == "" {
-		return mark{}, false
+// same size, same first record. An error reading the segment is returned:
+// a store that cannot read its files does not open.
+func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (mark, bool, error) {
+	if m.Size != seg.size || m.Off < 0 || m.Off > seg.size || m.First == "" || m.Lines < 0 || m.Records < 0 {
+		return mark{}, false, nil
 	}
 	f, err := fsys.OpenFile(seg.path, os.O_RDONLY, 0)
 	if err != nil {
-		return mark{}, false
+		return mark{}, false, wrapErr(err, "open %s", filepath.Base(seg.path))
 	}
 	defer f.Close()
 	var first string
-	_ = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
+	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
 		if e.Problem == ProblemNone && !e.Legacy {
 			first = e.Record.ID
 		}
 		return errStopScan
 	})
-	if first != m.First {
-		return mark{}, false
+	if err != nil && !errors.Is(err, errStopScan) {
+		return mark{}, false, wrapErr(err, "read %s", filepath.Base(seg.path))
 	}
-	return m, true
+	if first != m.First {
+		return mark{}, false, nil
+	}
+	return m, true, nil
+}
+
+// headTime returns the EnqueuedAt of the first record at or after the
+// byte offset off of the file at path, reading from there only.
+func headTime(fsys fsx.FS, path string, off int64, maxLine int) (time.Time, error) {
+	var t time.Time
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return t, wrapErr(err, "open %s", filepath.Base(path))
+	}
+	defer f.Close()
+	if sk, ok := f.(io.Seeker); ok {
+		if _, err := sk.Seek(off, io.SeekStart); err != nil {
+			return t, wrapErr(err, "read %s", filepath.Base(path))
+		}
+		off = 0
+	}
+	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
+		if e.Offset >= off && e.Problem == ProblemNone {
+			t = e.Record.EnqueuedAt
+			return errStopScan
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return t, wrapErr(err, "read %s", filepath.Base(path))
+	}
+	return t, nil
 }
 
 // Marks returns the byte offset below which each sealed segment of the
@@ -138,9 +174,23 @@ func Marks(path string) (map[string]int64, error) {
 	}
 	out := map[string]int64{}
 	for _, seg := range segs {
-		if m, ok := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0)); ok {
+		m, ok, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0))
+		if err != nil {
+			return nil, err
+		}
+		if ok && m.Off > 0 {
 			out[seg.path] = m.Off
 		}
 	}
 	return out, nil
+}
+
+// lineID returns the ID of a line the encoder wrote (see appendLine), or
+// "" if line is not laid out that way.
+func lineID(line []byte) string {
+	const head = `{"_v":1,"id":"`
+	if len(line) < len(head)+36 || string(line[:len(head)]) != head {
+		return ""
+	}
+	return string(line[len(head) : len(head)+36])
 }

@@ -92,7 +92,12 @@ func (s *Store) sealLocked() error {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
 	s.nextSeq++
+	if s.activeFirstID != "" {
+		s.sealed = append(s.sealed, sealedSegment{name: filepath.Base(seg),
+			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}})
+	}
 	s.activeOff, s.syncedOff, s.activeFirst, s.activeRecords = 0, 0, time.Time{}, 0
+	s.activeFirstID = ""
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
@@ -104,6 +109,33 @@ func (s *Store) sealLocked() error {
 	}
 	s.active = f
 	return nil
+}
+
+// sealedSegment is a segment a seal made, with its count.
+type sealedSegment struct {
+	name string
+	m    mark
+}
+
+// recordSealed writes the counts of the segments sealed since the last
+// call to the ledger, so opening needs no scan of them. Requires s.syncMu
+// (not s.mu). A failure only costs a scan at the next open.
+func (s *Store) recordSealed() {
+	s.mu.Lock()
+	sealed := s.sealed
+	s.sealed = nil
+	s.mu.Unlock()
+	if len(sealed) == 0 {
+		return
+	}
+	err := s.updateLedger(true, func(m map[string]mark) {
+		for _, seg := range sealed {
+			m[seg.name] = seg.m
+		}
+	})
+	if err != nil {
+		s.log.Warn("syncbreaker: ledger: sealed segment not recorded", "err", err)
+	}
 }
 
 // Replay calls fn for every pending record, oldest first, as
@@ -129,6 +161,7 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 
 	s.syncMu.Lock()
 	err := s.sealLocked()
+	s.recordSealed()
 	var segs []segment
 	var superseded, temps []string
 	if err == nil {
@@ -225,6 +258,7 @@ type drain struct {
 	segRead            []int64 // read, per drained segment
 	kept               int64
 	first              time.Time // EnqueuedAt of the first kept record
+	firstKeptID        string    // and its ID
 	// settled counts records removed or dead-lettered, published to the
 	// store's counters only at commit.
 	republished, deadLettered, quarantined int64
@@ -232,7 +266,7 @@ type drain struct {
 	checkpointed                           time.Time   // when the ledger was last written
 }
 
-func (d *drain) keep(line []byte, at time.Time) error {
+func (d *drain) keep(line []byte, at time.Time, id string) error {
 	if d.out == nil {
 		out, err := createAtomic(d.s.fs, d.s.path)
 		if err != nil {
@@ -241,7 +275,7 @@ func (d *drain) keep(line []byte, at time.Time) error {
 		d.out = out
 	}
 	if d.kept == 0 {
-		d.first = at
+		d.first, d.firstKeptID = at, id
 	}
 	d.kept++
 	_, err := d.out.Write(line)
@@ -308,7 +342,7 @@ func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled boo
 		return true, d.deadLetter(stored, "permanent")
 	case outcomeNotAttempted:
 		d.res.Skipped++
-		return false, d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt)
+		return false, d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt, stored.ID)
 	}
 	stored.Attempts++
 	d.enc = appendRecord(d.enc[:0], stored)
@@ -316,7 +350,7 @@ func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled boo
 		return true, d.deadLetter(stored, "max attempts")
 	}
 	d.res.Failed++
-	return false, d.keep(d.enc, stored.EnqueuedAt)
+	return false, d.keep(d.enc, stored.EnqueuedAt, stored.ID)
 }
 
 // progress is a drain's watermark in one segment (see ledger.go).
@@ -332,7 +366,10 @@ type progress struct {
 
 func (d *drain) startProgress(seg segment) *progress {
 	name := filepath.Base(seg.path)
-	m := d.s.marks[name]
+	m := d.s.markOf(name)
+	if m.Size != seg.size {
+		m = mark{} // not this file's (see matchMark)
+	}
 	p := &progress{seg: seg, name: name, start: m.Off, lines: m.Lines, m: m, saved: m.Lines}
 	d.progress = append(d.progress, p)
 	return p
@@ -391,14 +428,7 @@ func (d *drain) checkpoint(p *progress) error {
 	// From here the side files hold lines whose source the ledger skips:
 	// an abort must not cut them back.
 	d.deadMark, d.quarMark = s.dead.mark(), s.quar.mark()
-	prev, had := s.marks[p.name]
-	s.marks[p.name] = p.m
-	if err := saveLedger(s.fs, s.path, s.marks); err != nil {
-		if had {
-			s.marks[p.name] = prev
-		} else {
-			delete(s.marks, p.name)
-		}
+	if err := s.updateLedger(false, func(m map[string]mark) { m[p.name] = p.m }); err != nil {
 		s.log.Warn("syncbreaker: replay: checkpoint not saved", "err", err)
 		return nil
 	}
@@ -498,7 +528,7 @@ func (d *drain) commit(drained []segment) error {
 			// removal must not become durable before the rename: the
 			// next replay or open removes them, after a directory fsync.
 			d.publish(drained, nil)
-			d.forget(drained, nil)
+			d.forget(drained, nil, d.written(target))
 			s.log.Warn("syncbreaker: replay: directory fsync after the commit failed; drained segments left for the next replay or open", "err", err)
 			return nil
 		}
@@ -520,7 +550,11 @@ func (d *drain) commit(drained []segment) error {
 		errs = append(errs, err)
 	}
 	d.publish(drained, stayed)
-	d.forget(drained, stayed)
+	var written *sealedSegment
+	if renamed {
+		written = d.written(target)
+	}
+	d.forget(drained, stayed, written)
 	if len(errs) > 0 {
 		s.log.Warn("syncbreaker: replay left drained segments for the next replay or open", "err", errors.Join(errs...))
 	}
@@ -530,12 +564,22 @@ func (d *drain) commit(drained []segment) error {
 // publish counts the drain's outcome, on disk now: the drained segments'
 // records are replaced by the kept ones, except in the segments (indexes
 // into drained) that stayed.
+// written is what the ledger should know of the segment the commit wrote
+// at target.
+func (d *drain) written(target string) *sealedSegment {
+	if d.out == nil || d.firstKeptID == "" {
+		return nil
+	}
+	return &sealedSegment{name: filepath.Base(target),
+		m: mark{Size: d.out.Size(), First: d.firstKeptID, Records: d.kept}}
+}
+
 // forget drops the watermarks of the drained segments, which the commit
 // replaced; a segment that stayed keeps its mark, and its lines below it
 // are no longer pending.
-func (d *drain) forget(drained []segment, stayed []int) {
+func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 	s := d.s
-	changed := false
+	var gone []string
 	for i, seg := range drained {
 		name := filepath.Base(seg.path)
 		if slices.Contains(stayed, i) {
@@ -548,17 +592,21 @@ func (d *drain) forget(drained []segment, stayed []int) {
 			}
 			continue
 		}
-		if _, ok := s.marks[name]; ok {
-			delete(s.marks, name)
-			changed = true
-		}
+		gone = append(gone, name)
 	}
-	if changed {
-		// Stale entries cannot match a rewritten file (see matchMark);
-		// saving only keeps the ledger small.
-		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
-			s.log.Warn("syncbreaker: replay: ledger not trimmed", "err", err)
+	// Stale entries cannot match a rewritten file (see matchMark):
+	// dropping them keeps the ledger small, and the new segment's count
+	// spares the next open a scan of it.
+	err := s.updateLedger(true, func(m map[string]mark) {
+		for _, name := range gone {
+			delete(m, name)
 		}
+		if out != nil {
+			m[out.name] = out.m
+		}
+	})
+	if err != nil {
+		s.log.Warn("syncbreaker: replay: ledger not updated", "err", err)
 	}
 }
 
@@ -592,7 +640,7 @@ func (s *Store) refreshOldest(d *drain) {
 	if d.kept == 0 {
 		segs, _, _, err := listStore(s.fs, s.path)
 		if err == nil && len(segs) > 0 {
-			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes), s.marks[filepath.Base(segs[0].path)].Off)
+			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes), s.markOf(filepath.Base(segs[0].path)).Off)
 		}
 	}
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -161,10 +162,12 @@ type Store struct {
 	ids  idGen
 
 	replaySem chan struct{} // one Replay or RequeueDead at a time
-	// marks are the segments' watermarks (see ledger.go), by base name.
-	// Only Open and a Replay (under replaySem) use them.
-	marks  map[string]mark
-	repair RepairReport
+	// marks is what the ledger knows of each segment (see ledger.go), by
+	// base name. ledgerMu guards it and serialises writes of the ledger;
+	// it is taken after syncMu and mu, never before.
+	ledgerMu sync.Mutex
+	marks    map[string]mark
+	repair   RepairReport
 
 	// The side files, written only by Open and under replaySem; see
 	// applog.go. deadMoved is how much of the dead-letter file's head
@@ -189,7 +192,9 @@ type Store struct {
 	syncedOff      int64      // activeOff when syncedGen was last stored (see syncFailedLocked)
 	epoch          *syncEpoch // the writes since the last failed fsync
 	activeFirst    time.Time
-	needTruncate   bool // a failed write left bytes past activeOff
+	activeFirstID  string          // ID of the active file's first record
+	sealed         []sealedSegment // sealed since the ledger last heard of it
+	needTruncate   bool            // a failed write left bytes past activeOff
 	writtenGen     uint64
 	closed         bool
 	pendingRecords int64
@@ -320,23 +325,40 @@ func (s *Store) recover() error {
 	s.marks = map[string]mark{}
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
-		m, ok := matchMark(s.fs, seg, stored[name], maxLine)
+		s.nextSeq = max(s.nextSeq, seg.hi+1)
+		m, ok, err := matchMark(s.fs, seg, stored[name], maxLine)
+		if err != nil {
+			return err
+		}
+		if ok && m.Records > 0 {
+			// Counted when it was sealed: no scan. A sealed segment is
+			// checked line by line when it is replayed.
+			head, err := headTime(s.fs, seg.path, m.Off, maxLine)
+			if err != nil {
+				return err
+			}
+			s.marks[name] = m
+			s.count(fileSummary{records: max(m.Records-m.Lines, 0), size: seg.size, first: head})
+			continue
+		}
 		rep, sum, err := repairFile(s.fs, s.path, seg.path, quarantine, maxLine, m.Off)
 		if err != nil {
 			return err
 		}
-		if ok && rep.Quarantined == 0 && rep.LegacyRewritten == 0 {
-			s.marks[name] = m // a rewritten segment counted every record
-		}
 		note(rep)
 		s.count(sum)
-		s.nextSeq = max(s.nextSeq, seg.hi+1)
+		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 || sum.firstID == "" {
+			continue // a rewritten segment counted every record: no mark
+		}
+		// Learn its count, so the next open needs no scan.
+		m.Size, m.First, m.Records = seg.size, sum.firstID, m.Lines+sum.records
+		s.marks[name] = m
 	}
-	if len(s.marks) != len(stored) {
+	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now, before a later
-		// segment can take one of their names.
+		// segment can take one of their names; counts learned are kept.
 		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
-			s.log.Warn("syncbreaker: ledger: stale entries not removed", "err", err)
+			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
 	if s.nextSeq == 0 {
@@ -360,6 +382,7 @@ func (s *Store) recover() error {
 		return fmt.Errorf("syncbreaker: open active file: %w", err)
 	}
 	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
+	s.activeFirstID = activeSum.firstID
 	s.activeRecords = activeSum.records
 	s.syncedOff = s.activeOff // an earlier run's records: a failed fsync never cuts them
 	return nil
@@ -378,6 +401,32 @@ func (s *Store) createActive() (fsx.File, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	return f, nil
+}
+
+// updateLedger applies change to the marks and saves them. If saving
+// fails, the marks stay as they were, unless always: a change that states
+// a fact (a segment is gone, or was rewritten) holds in memory whatever
+// the file says, and a stale entry on disk cannot match at open.
+func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
+	s.ledgerMu.Lock()
+	defer s.ledgerMu.Unlock()
+	next := maps.Clone(s.marks)
+	change(next)
+	if maps.Equal(next, s.marks) {
+		return nil
+	}
+	err := saveLedger(s.fs, s.path, next)
+	if err == nil || always {
+		s.marks = next
+	}
+	return err
+}
+
+// markOf returns what the ledger knows of the segment called name.
+func (s *Store) markOf(name string) mark {
+	s.ledgerMu.Lock()
+	defer s.ledgerMu.Unlock()
+	return s.marks[name]
 }
 
 // count adds a file's records to the pending totals. Requires s.mu or
@@ -496,7 +545,7 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 		return 0, false, fmt.Errorf("syncbreaker: append: %w", err)
 	}
 	if s.activeOff == 0 {
-		s.activeFirst = now
+		s.activeFirst, s.activeFirstID = now, lineID(line)
 	}
 	if s.pendingRecords == 0 {
 		s.oldest = now
@@ -527,6 +576,7 @@ func (s *Store) rotate() {
 	if err := s.sealLocked(); err != nil {
 		s.log.Warn("syncbreaker: sealing full active file failed", "err", err)
 	}
+	s.recordSealed()
 }
 
 // Stats is a snapshot of a store's counters. Counts of events

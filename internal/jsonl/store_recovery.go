@@ -38,7 +38,8 @@ func (r RepairReport) Clean() bool {
 type fileSummary struct {
 	records int64
 	size    int64
-	first   time.Time // EnqueuedAt of the first record
+	first   time.Time // EnqueuedAt of the first record counted
+	firstID string    // ID of the file's first line, when it is a record
 }
 
 // repairFile makes path, a pending file of the store at store, hold only
@@ -72,6 +73,9 @@ func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine 
 		if e.Legacy || tri.bad(e) {
 			dirty = true
 			return errStopScan
+		}
+		if e.Offset == 0 {
+			sum.firstID = e.Record.ID
 		}
 		if e.Offset < settled {
 			return nil

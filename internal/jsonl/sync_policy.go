@@ -260,7 +260,7 @@ func (s *Store) syncFailedLocked(err error) error {
 	s.pendingBytes -= size
 	s.appended.Add(-int64(n))
 	if s.activeOff == 0 {
-		s.activeFirst = time.Time{}
+		s.activeFirst, s.activeFirstID = time.Time{}, ""
 	}
 	// If the cut fails, the next write or seal retries it before anything
 	// lands after the cut records (see cutBackLocked); reopening the
