@@ -420,6 +420,20 @@ type sweepRun struct {
 	// must counts the copies of each payload that must survive.
 	must    map[string]int
 	ackedAt map[string]string
+	// obs, when set, is told of every append, delivery and requeue (the
+	// crash-state explorer's bookkeeping); the fault sweep leaves it nil.
+	obs sweepObserver
+}
+
+// sweepObserver follows a workload's calls into the store, in order.
+type sweepObserver interface {
+	appendStart(p []byte)
+	appendDone(p []byte, err error)
+	delivered(rec Record)
+	verdict(rec Record, err error)
+	roundDone(err error)
+	requeueStart()
+	requeueDone(err error)
 }
 
 func (r *sweepRun) step(format string, args ...any) { r.script.setStep(fmt.Sprintf(format, args...)) }
@@ -427,7 +441,13 @@ func (r *sweepRun) step(format string, args ...any) { r.script.setStep(fmt.Sprin
 func (r *sweepRun) payload(n int) []byte { return sweepPayload(r.w.name, n) }
 
 func (r *sweepRun) append(p []byte) error {
+	if r.obs != nil {
+		r.obs.appendStart(p)
+	}
 	err := r.s.Append(r.ctx, p)
+	if r.obs != nil {
+		r.obs.appendDone(p, err)
+	}
 	if err == nil {
 		r.must[string(p)]++
 		r.ackedAt[string(p)] = r.script.currentStep()
@@ -449,12 +469,22 @@ func (r *sweepRun) replay(round string, fn func(i int, rec Record) error) {
 	i := 0
 	_, err := r.s.Replay(r.ctx, func(_ context.Context, rec Record) error {
 		defer func() { i++ }()
-		if err := fn(i, rec); err != nil {
+		if r.obs != nil {
+			r.obs.delivered(rec)
+		}
+		err := fn(i, rec)
+		if r.obs != nil {
+			r.obs.verdict(rec, err)
+		}
+		if err != nil {
 			return err
 		}
 		accepted = append(accepted, string(rec.Payload))
 		return nil
 	})
+	if r.obs != nil {
+		r.obs.roundDone(err)
+	}
 	// A record fn accepted may go, whatever the round returns: a
 	// checkpoint may have settled it before a later failure (see
 	// ledger.go). Every record fn never accepted must stay.
@@ -508,7 +538,13 @@ func (r *sweepRun) failThirdRespill(round string) func(int, Record) error {
 
 func (r *sweepRun) requeue(label string) {
 	r.step("%s", label)
-	_, _ = r.s.RequeueDead(r.ctx)
+	if r.obs != nil {
+		r.obs.requeueStart()
+	}
+	_, err := r.s.RequeueDead(r.ctx)
+	if r.obs != nil {
+		r.obs.requeueDone(err)
+	}
 }
 
 func sweepWorkloads() []sweepWorkload {

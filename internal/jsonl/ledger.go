@@ -46,6 +46,9 @@ type mark struct {
 	// Records is how many records the segment was written with (fixed
 	// when it is sealed or rewritten); 0 means unknown: open scans it.
 	Records int64 `json:"records,omitempty"`
+	// FirstAt is the first record's EnqueuedAt; kept for the active file
+	// only, whose entry Close writes (see Store.recoverActive).
+	FirstAt time.Time `json:"first_at,omitzero"`
 }
 
 type ledgerFile struct {
@@ -193,4 +196,28 @@ func lineID(line []byte) string {
 		return ""
 	}
 	return string(line[len(head) : len(head)+36])
+}
+
+// firstID returns the ID of the first line of the file at path when it is
+// a record, and the file's size.
+func firstID(fsys fsx.FS, path string, maxLine int) (id string, size int64, err error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return "", 0, wrapErr(err, "open %s", filepath.Base(path))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", 0, wrapErr(err, "stat %s", filepath.Base(path))
+	}
+	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
+		if e.Problem == ProblemNone && !e.Legacy {
+			id = e.Record.ID
+		}
+		return errStopScan
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return "", 0, wrapErr(err, "read %s", filepath.Base(path))
+	}
+	return id, fi.Size(), nil
 }

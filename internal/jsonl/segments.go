@@ -132,6 +132,7 @@ func (s *Store) recordSealed() {
 		for _, seg := range sealed {
 			m[seg.name] = seg.m
 		}
+		delete(m, filepath.Base(s.path)) // the active file it was is gone
 	})
 	if err != nil {
 		s.log.Warn("syncbreaker: ledger: sealed segment not recorded", "err", err)

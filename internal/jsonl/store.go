@@ -354,28 +354,27 @@ func (s *Store) recover() error {
 		m.Size, m.First, m.Records = seg.size, sum.firstID, m.Lines+sum.records
 		s.marks[name] = m
 	}
+	if s.nextSeq == 0 {
+		s.nextSeq = 1
+	}
+	var activeSum fileSummary
+	if _, err := s.fs.Lstat(s.path); err == nil {
+		sum, err := s.recoverActive(quarantine, maxLine, stored[filepath.Base(s.path)], note)
+		if err != nil {
+			return err
+		}
+		s.count(sum)
+		activeSum = sum
+	} else if !errors.Is(err, os.ErrNotExist) {
+		// Taking it for missing would write new records over old ones.
+		return fmt.Errorf("syncbreaker: %w", err)
+	}
 	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now, before a later
 		// segment can take one of their names; counts learned are kept.
 		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
-	}
-	if s.nextSeq == 0 {
-		s.nextSeq = 1
-	}
-	var activeSum fileSummary
-	if _, err := s.fs.Lstat(s.path); err == nil {
-		rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine, 0)
-		if err != nil {
-			return err
-		}
-		note(rep)
-		s.count(sum)
-		activeSum = sum
-	} else if !errors.Is(err, os.ErrNotExist) {
-		// Taking it for missing would write new records over old ones.
-		return fmt.Errorf("syncbreaker: %w", err)
 	}
 	f, err := s.createActive()
 	if err != nil {
@@ -403,6 +402,68 @@ func (s *Store) createActive() (fsx.File, error) {
 	return f, nil
 }
 
+// recoverActive counts the active file's records and repairs it. When the
+// ledger holds its entry from the last Close (known: its first known.Size
+// bytes, known.Records records, and its first record's ID), and the file
+// still starts with that record, only what follows is read: records
+// appended since, and a torn tail a crash left. Any damage there, or no
+// usable entry, means the whole file is read, and repaired if need be.
+func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, note func(FileRepair)) (fileSummary, error) {
+	name := filepath.Base(s.path)
+	if known.Records > 0 && known.First != "" {
+		id, size, err := firstID(s.fs, s.path, maxLine)
+		if err != nil {
+			return fileSummary{}, err
+		}
+		if id == known.First && size >= known.Size {
+			tail, clean, err := scanTail(s.fs, s.path, known.Size, maxLine)
+			if err != nil {
+				return fileSummary{}, err
+			}
+			if clean {
+				s.marks[name] = known
+				return fileSummary{records: known.Records + tail, size: size, first: known.FirstAt, firstID: id}, nil
+			}
+		}
+	}
+	rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine, 0)
+	if err != nil {
+		return sum, err
+	}
+	note(rep)
+	return sum, nil // no entry: Close writes a fresh one
+}
+
+// scanTail counts the records of the file at path from the byte offset
+// off on, and reports whether every line there is a whole, valid record.
+func scanTail(fsys fsx.FS, path string, off int64, maxLine int) (records int64, clean bool, err error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return 0, false, wrapErr(err, "open %s", filepath.Base(path))
+	}
+	defer f.Close()
+	sk, ok := f.(io.Seeker)
+	if !ok {
+		return 0, false, nil // read it all, the slow way
+	}
+	if _, err := sk.Seek(off, io.SeekStart); err != nil {
+		return 0, false, wrapErr(err, "read %s", filepath.Base(path))
+	}
+	clean = true
+	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
+		if e.Problem != ProblemNone || e.Legacy {
+			clean = false
+			return errStopScan
+		}
+		records++
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return 0, false, wrapErr(err, "read %s", filepath.Base(path))
+	}
+	return records, clean, nil
+}
+
 // updateLedger applies change to the marks and saves them. If saving
 // fails, the marks stay as they were, unless always: a change that states
 // a fact (a segment is gone, or was rewritten) holds in memory whatever
@@ -420,6 +481,26 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 		s.marks = next
 	}
 	return err
+}
+
+// recordActive writes the active file's entry to the ledger, so the next
+// open reads only what is appended after it (see recoverActive). Called by
+// Close once the file is fsynced; a failure costs the next open a scan.
+func (s *Store) recordActive() {
+	s.mu.Lock()
+	m := mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords, FirstAt: s.activeFirst}
+	s.mu.Unlock()
+	name := filepath.Base(s.path)
+	err := s.updateLedger(true, func(marks map[string]mark) {
+		if m.Records > 0 && m.First != "" {
+			marks[name] = m
+		} else {
+			delete(marks, name)
+		}
+	})
+	if err != nil {
+		s.log.Warn("syncbreaker: close: ledger not updated", "err", err)
+	}
 }
 
 // markOf returns what the ledger knows of the segment called name.
@@ -657,11 +738,16 @@ func (s *Store) Close() error {
 	s.syncMu.Unlock()
 	var errs []error
 	if f != nil {
+		synced := true
 		if err := f.Sync(); err != nil {
+			synced = false
 			errs = append(errs, fmt.Errorf("syncbreaker: close: fsync: %w", err))
 		}
 		if err := f.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
+		}
+		if synced {
+			s.recordActive()
 		}
 	}
 	if err := s.lock.Close(); err != nil {

@@ -1,0 +1,145 @@
+package jsonl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// flipByte changes one payload byte in the middle of the file at path,
+// keeping its size: damage that only a line-by-line check finds.
+func flipByte(t *testing.T, path string, payload string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	i := bytes.Index(data, []byte(payload))
+	require.GreaterOrEqual(t, i, 0, "payload %s in %s", payload, filepath.Base(path))
+	data[i+1] ^= 0x01
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+}
+
+// Opening trusts the counts the ledger holds for sealed segments and for
+// the active file as Close left it: it does not read them line by line
+// (damage that keeps a file's size goes unnoticed at open) and a replay
+// checks every line instead, quarantining what is damaged.
+func TestOpenTrustsLedgerCounts(t *testing.T) {
+	path := storePath(t)
+	s := openTestStore(t, path, Config{SegmentBytes: 300})
+	var want [][]byte
+	for i := range 12 {
+		p := fmt.Appendf(nil, `{"n":%d,"pad":"xxxxxxxxxxxxxxxx"}`, i)
+		want = append(want, p)
+		require.NoError(t, s.Append(t.Context(), p))
+	}
+	require.NoError(t, s.Close())
+	l, err := Files(path)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(l.Segments), 2, "appends sealed segments")
+	flipByte(t, l.Segments[0], `"n":1,`)
+
+	s = openTestStore(t, path, Config{SegmentBytes: 300})
+	assert.True(t, s.RepairReport().Clean(), "nothing was read line by line at open: %+v", s.RepairReport())
+	assert.EqualValues(t, 12, s.Stats().PendingRecords, "counted from the ledger")
+
+	got := drainAll(t, s)
+	assert.Equal(t, append(want[:1:1], want[2:]...), payloadsOf(got), "the damaged record is quarantined by the replay")
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Quarantined)
+	assert.Zero(t, st.PendingRecords)
+}
+
+// After Close, opening reads only what was appended after the ledger's
+// entry for the active file: appended records are counted, a torn tail
+// makes it read (and repair) the whole file, and a file that no longer
+// starts with the entry's first record is read whole.
+func TestOpenReadsOnlyTheActiveTail(t *testing.T) {
+	line := func(n int) []byte {
+		return appendRecord(nil, Record{ID: fmt.Sprintf("0190a1b2-c3d4-7e5f-8a9b-%012d", n), Payload: fmt.Appendf(nil, `{"raw":%d}`, n), EnqueuedAt: time.Unix(int64(n), 0).UTC()})
+	}
+	tests := []struct {
+		name       string
+		tail       func(t *testing.T, path string)
+		want       int64
+		repaired   bool
+		quarantine bool
+	}{
+		{name: "records appended after Close", tail: func(t *testing.T, path string) {
+			appendRaw(t, path, line(1), line(2))
+		}, want: 5},
+		{name: "a torn tail", tail: func(t *testing.T, path string) {
+			appendRaw(t, path, line(1), line(2)[:20])
+		}, want: 4, repaired: true, quarantine: true},
+		{name: "another file", tail: func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, append(line(7), line(8)...), 0o600))
+		}, want: 2, repaired: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := storePath(t)
+			s := openTestStore(t, path, Config{})
+			appendAll(t, s, numbered(3)...)
+			require.NoError(t, s.Close())
+			_, err := os.Stat(path + ledgerSuffix)
+			require.NoError(t, err, "Close wrote the active file's entry")
+			tt.tail(t, path)
+
+			s = openTestStore(t, path, Config{})
+			assert.Equal(t, tt.want, s.Stats().PendingRecords)
+			assert.Equal(t, !tt.repaired, s.RepairReport().Clean(), "%+v", s.RepairReport())
+			got := drainAll(t, s)
+			assert.Len(t, got, int(tt.want))
+			assert.Equal(t, tt.quarantine, s.Stats().Quarantined > 0)
+		})
+	}
+}
+
+func appendRaw(t *testing.T, path string, lines ...[]byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	for _, l := range lines {
+		_, err := f.Write(l)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+}
+
+// A replay that fails after some checkpoints (here the dead-letter file
+// cannot be written, at record 12) keeps what they settled: the next open
+// counts only what is left, and the next drain starts at the watermark, so
+// the records before it are not delivered again.
+func TestReplayResumesFromCheckpoint(t *testing.T) {
+	path := storePath(t)
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { now = now.Add(time.Second); return now }
+	ffs := &faultFS{}
+	s := openTestStore(t, path, Config{fs: ffs, now: clock, checkpointEvery: 3 * time.Second})
+	want := numbered(20)
+	appendAll(t, s, want...)
+
+	ffs.set(failOn("write", func(name string) bool { return filepath.Ext(name) == ".dead" }, errors.New("disk gone"), -1))
+	_, err := s.Replay(t.Context(), func(_ context.Context, r Record) error {
+		if bytes.Equal(r.Payload, want[12]) {
+			return fmt.Errorf("%w: refused", ErrDeadLetter) // its write fails the replay
+		}
+		return nil
+	})
+	require.Error(t, err, "the dead letter could not be written")
+	ffs.set(nil)
+	require.NoError(t, s.Close())
+
+	s = openTestStore(t, path, Config{})
+	settled := 20 - int(s.Stats().PendingRecords)
+	assert.GreaterOrEqual(t, settled, 9, "checkpoints every few records up to the refused one")
+	assert.LessOrEqual(t, settled, 12, "never past the refused record")
+	got := payloadsOf(drainAll(t, s))
+	assert.Equal(t, want[settled:], got, "the drain resumes at the watermark, nothing lost")
+}
