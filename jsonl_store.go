@@ -149,8 +149,11 @@ var _ PendingStore = (*JSONLStore)(nil)
 // have left (see RepairReport): a torn last line is cut, unreadable lines
 // go to the quarantine file, a file written by the original implementation
 // (one bare JSON payload a line) is rewritten as records, and leftovers of
-// an interrupted replay are resolved. Damage is never fatal. Opening reads
-// every pending file once to count records. An invalid cfg, or an empty
+// an interrupted replay are resolved. Damage is never fatal. Opening does
+// not read what the store's ledger (PATH.ledger) already counts: sealed
+// segments, and the active file up to where Close left it; those are
+// checked line by line when they are replayed. A file the ledger does not
+// know, or no longer matches, is read whole. An invalid cfg, or an empty
 // path, fails with ErrInvalidConfig.
 func OpenJSONLStore(path string, cfg StoreConfig) (*JSONLStore, error) {
 	s, err := jsonl.Open(path, jsonl.Config{
