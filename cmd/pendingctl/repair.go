@@ -48,14 +48,16 @@ first. Refuses (exit 4) when FILE does not exist or holds no record at all
 // after checking that there is a store there (opening would create one)
 // and that it is not some other file. On failure it reports and returns a
 // nil store and the exit code.
-func openForWrite(name, path string, maxPayload int, stderr io.Writer) (*syncbreaker.JSONLStore, int) {
+func openForWrite(name, path string, maxPayload int, stderr io.Writer) (*jsonl.Store, int) {
 	cfg := jsonl.ScanConfig{MaxPayloadBytes: maxPayload}
 	if _, err := storeLayout(path, cfg); err != nil {
 		return nil, fail(stderr, name, err)
 	}
 	// No size limit: this open only repairs and requeues, and a daemon
 	// with a larger MaxBytes must not find its records refused.
-	s, err := syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{MaxBytes: -1, MaxPayloadBytes: maxPayload})
+	// CheckAll: repair reads every line, including those of files the
+	// store's ledger counts without reading.
+	s, err := jsonl.Open(path, jsonl.Config{MaxBytes: -1, MaxPayloadBytes: maxPayload, CheckAll: true})
 	if err != nil {
 		if !errors.Is(err, syncbreaker.ErrStoreLocked) {
 			err = fmt.Errorf("open store: %w", err)

@@ -90,6 +90,11 @@ type Config struct {
 	// sizes, IDs and counts only, never payloads. Nil discards.
 	Logger *slog.Logger
 
+	// CheckAll reads and checks every record file at open, whatever the
+	// ledger already counts: for pendingctl repair, which must find damage
+	// in files a daemon would only check when it replays them.
+	CheckAll bool
+
 	fs  fsx.FS           // nil: the real filesystem (tests inject faults)
 	now func() time.Time // nil: time.Now
 	// checkpointEvery is how often a replay saves its progress; zero
@@ -330,7 +335,7 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
-		if ok && m.Records > 0 {
+		if ok && m.Records > 0 && !s.cfg.CheckAll {
 			// Counted when it was sealed: no scan. A sealed segment is
 			// checked line by line when it is replayed.
 			head, err := headTime(s.fs, seg.path, m.Off, maxLine)
@@ -410,7 +415,7 @@ func (s *Store) createActive() (fsx.File, error) {
 // usable entry, means the whole file is read, and repaired if need be.
 func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, note func(FileRepair)) (fileSummary, error) {
 	name := filepath.Base(s.path)
-	if known.Records > 0 && known.First != "" {
+	if known.Records > 0 && known.First != "" && !s.cfg.CheckAll {
 		id, size, err := firstID(s.fs, s.path, maxLine)
 		if err != nil {
 			return fileSummary{}, err
