@@ -15,7 +15,10 @@ import (
 // drop-in for the interface the shell-history daemon declared for itself, so
 // handlers can depend on it and tests can mock it.
 type CircuitBreaker interface {
-	// IsOpen reports whether calls to the server should be skipped.
+	// IsOpen reports whether calls to the server should be skipped. Call
+	// it once per send, just before the send: while the circuit is
+	// half-open a false answer admits the call as a probe, and only a
+	// limited number of probes are admitted.
 	IsOpen() bool
 	// RecordSuccess reports that a call to the server succeeded.
 	RecordSuccess()
@@ -35,8 +38,9 @@ const (
 	StateClosed State = iota
 	// StateOpen: calls are skipped and payloads are spilled to the store.
 	StateOpen
-	// StateHalfOpen: the open interval has passed; calls go to the server
-	// again as probes and the first recorded outcome decides.
+	// StateHalfOpen: the open interval has passed; a limited number of
+	// calls go to the server again as probes (the others are handled as if
+	// the circuit were open) and the first recorded outcome decides.
 	StateHalfOpen
 )
 
@@ -78,6 +82,32 @@ type Config struct {
 	// ResetInterval, and with Jitter added it must fit a time.Duration
 	// (about 292 years).
 	MaxResetInterval time.Duration
+	// HalfOpenMaxProbes is how many calls a half-open circuit lets through
+	// to the server before the first outcome is recorded; the calls beyond
+	// it are handled as if the circuit were open (IsOpen is true, Execute
+	// and Middleware spill). 0 means DefaultHalfOpenMaxProbes (1): the
+	// first outcome closes or re-opens the circuit anyway, so a second
+	// probe in flight only adds load on a server that may still be down
+	// (sony/gobreaker's MaxRequests and failsafe-go's default half-open
+	// capacity are 1 too). Raise it when sends are slow and concurrent
+	// callers should rather try the server than spill. Negative, or above
+	// math.MaxInt32, is an error.
+	HalfOpenMaxProbes int
+	// HalfOpenProbeTimeout is how long a half-open circuit waits for an
+	// outcome once its probes are all admitted (counted from the last
+	// admission), and the longest a replay waits for the probe of the
+	// record it published before it publishes the next. When it passes with no
+	// outcome recorded (a handler that treats an answer as permanent and
+	// records nothing, a send that hangs), the admissions expire: the next
+	// calls are admitted as new probes, so a handler that never records an
+	// outcome cannot keep the breaker spilling everything. An expired
+	// probe that ends later still records its outcome through RecordSuccess
+	// or RecordFailure; through Execute or Middleware it no longer decides
+	// (as any call that started before a state change). 0 means
+	// DefaultHalfOpenProbeTimeout (1m): longer than a send takes (make it
+	// longer than your client's own timeout), short next to ResetInterval.
+	// Negative is an error.
+	HalfOpenProbeTimeout time.Duration
 	// Jitter spreads every open interval uniformly over ±Jitter of its
 	// length. 0 means DefaultJitter (0.1); a negative value disables jitter.
 	// It must be below 1 (and not NaN).
@@ -121,6 +151,18 @@ type Stats struct {
 	State State
 	// ConsecutiveFailures counted while closed (0 in the other states).
 	ConsecutiveFailures int
+	// ProbesInFlight is how many probes the current half-open epoch has
+	// admitted and not seen end (0 unless half-open).
+	ProbesInFlight int
+	// ProbesAdmitted counts calls admitted as half-open probes.
+	ProbesAdmitted uint64
+	// ProbesRejected counts calls a half-open circuit handled as if open
+	// because its probes were all admitted.
+	ProbesRejected uint64
+	// ProbesExpired counts the times a half-open circuit's admissions all
+	// expired, HalfOpenProbeTimeout after the last one was taken, with no
+	// outcome recorded (each is also logged).
+	ProbesExpired uint64
 	// Opens counts transitions to StateOpen.
 	Opens uint64
 	// Spilled counts payloads the breaker appended to the store.
@@ -159,40 +201,62 @@ type Stats struct {
 // half-open up to MaxResetInterval, spread by Jitter. A close resets the
 // growth.
 //
-// Half-open: entered by Run when the open interval has passed. IsOpen is
-// false, so calls go to the server as probes, and the first outcome recorded
-// in this state decides: a success closes the circuit, a failure re-opens it
-// at once. On entering half-open Run republishes what is pending; a
-// Republish that returns nil does not close the circuit by itself, because a
-// publisher accepting a message says nothing about the server. The
-// republished messages reach the daemon's handler, and the first one the
-// server accepts closes the circuit; with nothing pending, the next real
-// call is the probe. Outcomes of calls that started before a state change
+// Half-open: entered by Run when the open interval has passed. A half-open
+// epoch lasts until the first outcome recorded in it: a success closes the
+// circuit, a failure re-opens it at once. Within the epoch the first
+// HalfOpenMaxProbes calls are admitted as probes (IsOpen is false for them,
+// Execute and Middleware send) and the rest are handled as if the circuit
+// were open. Admissions are counted per epoch, so an outcome needs no
+// release and a caller holds no token; that is why a handler must call
+// IsOpen once per send. Execute and Middleware give their admission back
+// when the send ends without an outcome (a Permanent error, the caller's
+// context ending, a panic); admissions nobody gives back expire after
+// HalfOpenProbeTimeout. On entering half-open Run republishes what is
+// pending, one probe at a time (see RetryPending); a Republish that returns
+// nil does not close the circuit by itself, because a publisher accepting a
+// message says nothing about the server. The republished messages reach the
+// daemon's handler, and the first one the server accepts closes the
+// circuit; with nothing pending, the next real call is the probe. Outcomes
+// of calls that started before a state change, or whose admission expired,
 // are ignored (see Execute).
 //
 // In the closed state IsOpen and RecordSuccess are lock-free, allocate
 // nothing and read no clock.
 type Breaker struct {
-	// word packs the consecutive failure count (bits 0-31), the State (bits
-	// 32-33) and a generation counter (bits 34-63) bumped by every
-	// transition, so the hot path is one atomic load and an outcome that
-	// started before a transition can be told apart.
+	// word packs a count (bits 0-31), the State (bits 32-33) and a
+	// generation counter (bits 34-63) bumped by every transition and by an
+	// expiry of half-open admissions, so the hot path is one atomic load
+	// and an outcome that started before a transition can be told apart.
+	// The count is the consecutive failures while closed, the probes the
+	// epoch admitted while half-open (0 to maxProbes; taken by one CAS in
+	// IsOpen, given back under mu), and 0 while open.
 	word atomic.Uint64
 
-	threshold   uint32
-	interval    time.Duration
-	isFailure   func(error) bool
-	store       PendingStore
-	republisher Republisher
-	log         *slog.Logger
+	threshold    uint32
+	maxProbes    uint32
+	probeTimeout time.Duration
+	interval     time.Duration
+	isFailure    func(error) bool
+	store        PendingStore
+	republisher  Republisher
+	log          *slog.Logger
 
 	spilled, spillErrors     atomic.Uint64
 	republished, republishEr atomic.Uint64
 	replays                  atomic.Uint64
 	settleTimeouts           atomic.Uint64
+	probesAdmitted           atomic.Uint64
+	probesRejected           atomic.Uint64
+	probesExpired            atomic.Uint64
 	settleTimeoutsInRow      atomic.Uint64
 	settler                  Settler           // the republisher, when it can settle; else nil
 	respiller                *TopicRepublisher // the republisher, when it is one waiting for settles
+
+	// probeExpiry is a lock-free hint for calls refused a probe: when the
+	// epoch's admissions expire, in nanoseconds since base (0: not all
+	// taken, or not noted yet). Written under mu with exhaustedAt.
+	probeExpiry atomic.Int64
+	base        time.Time // the monotonic origin of probeExpiry
 
 	running   atomic.Bool
 	replaying atomic.Bool
@@ -210,6 +274,15 @@ type Breaker struct {
 	lastChange   time.Time
 	nextRetry    time.Time               // when Run retries pending records while not open
 	cancelReplay context.CancelCauseFunc // stops the running replay when the circuit opens
+	// exhaustedAt is when the half-open epoch's admissions were all taken
+	// (zero when they are not, or not noted yet); they expire
+	// probeTimeout later.
+	exhaustedAt time.Time
+	// probeSeq counts probe events: transitions, admissions given back and
+	// expiries. A replay waiting for its probe (awaitProbeSlot) waits on
+	// probeChanged, made by a waiter and closed by the next event.
+	probeSeq     uint64
+	probeChanged chan struct{}
 }
 
 // New returns a closed Breaker. It starts nothing: call Run to drive the
@@ -235,6 +308,20 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 		interval = DefaultResetInterval
 	case interval < 0:
 		return nil, fmt.Errorf("%w: ResetInterval %v is negative", ErrInvalidConfig, interval)
+	}
+	maxProbes := cfg.HalfOpenMaxProbes
+	switch {
+	case maxProbes == 0:
+		maxProbes = DefaultHalfOpenMaxProbes
+	case maxProbes < 0 || maxProbes > math.MaxInt32:
+		return nil, fmt.Errorf("%w: HalfOpenMaxProbes %d is out of range (0 to %d)", ErrInvalidConfig, cfg.HalfOpenMaxProbes, math.MaxInt32)
+	}
+	probeTimeout := cfg.HalfOpenProbeTimeout
+	switch {
+	case probeTimeout == 0:
+		probeTimeout = DefaultHalfOpenProbeTimeout
+	case probeTimeout < 0:
+		return nil, fmt.Errorf("%w: HalfOpenProbeTimeout %v is negative", ErrInvalidConfig, probeTimeout)
 	}
 	mult := cfg.Multiplier
 	switch {
@@ -274,13 +361,16 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Breaker{
-		threshold:   uint32(threshold),
-		interval:    interval,
-		isFailure:   cfg.IsFailure,
-		store:       store,
-		republisher: republisher,
-		log:         log,
-		wake:        make(chan struct{}, 1),
+		threshold:    uint32(threshold),
+		maxProbes:    uint32(maxProbes),
+		probeTimeout: probeTimeout,
+		interval:     interval,
+		isFailure:    cfg.IsFailure,
+		store:        store,
+		republisher:  republisher,
+		log:          log,
+		base:         time.Now(),
+		wake:         make(chan struct{}, 1),
 		growth: openInterval{
 			base:       interval,
 			multiplier: mult,
@@ -312,10 +402,169 @@ func genOf(w uint64) uint64   { return w >> genShift }
 // State returns the current state of the circuit.
 func (b *Breaker) State() State { return stateOf(b.word.Load()) }
 
-// IsOpen reports whether the circuit is open, that is whether calls to the
-// server should be skipped and payloads spilled. It is false while half-open,
-// so probes go through.
-func (b *Breaker) IsOpen() bool { return stateOf(b.word.Load()) == StateOpen }
+// IsOpen reports whether calls to the server should be skipped and payloads
+// spilled: true while the circuit is open, false while it is closed. While
+// it is half-open, IsOpen admits the call as a probe and returns false for
+// the first HalfOpenMaxProbes calls of the epoch, and returns true for the
+// rest (see Breaker). Call it once per send, just before the send, and
+// record the send's outcome with RecordSuccess or RecordFailure: each false
+// answer while half-open takes an admission, and one that is never followed
+// by an outcome holds it until HalfOpenProbeTimeout. To read the state
+// without taking an admission, use State.
+//
+// Closed, it is one atomic load; half-open, one compare-and-swap admits a
+// probe.
+func (b *Breaker) IsOpen() bool {
+	if w := b.word.Load(); w&stateMask != 0 { // not closed
+		return b.refuse(w)
+	}
+	return false
+}
+
+// refuse is IsOpen for a word that is not closed, kept out of line so
+// that IsOpen inlines into its callers.
+//
+//go:noinline
+func (b *Breaker) refuse(w uint64) bool {
+	_, ok := b.admit(w)
+	return !ok
+}
+
+// admit decides a call that read the word w, which was not closed: it
+// returns whether the call may go to the server and the word it runs under.
+// Open: no. Half-open: yes when it took one of the epoch's admissions (the
+// count bits), else no, unless the admissions have expired, which starts a
+// fresh count. Closed (the circuit closed meanwhile): yes.
+func (b *Breaker) admit(w uint64) (uint64, bool) {
+	for {
+		switch stateOf(w) {
+		case StateClosed:
+			return w, true
+		case StateOpen:
+			return w, false
+		}
+		if n := countOf(w); n < b.maxProbes {
+			if b.word.CompareAndSwap(w, w+1) {
+				b.probesAdmitted.Add(1)
+				if n+1 == b.maxProbes {
+					b.noteExhausted(w + 1)
+				}
+				return w + 1, true
+			}
+		} else if !b.expireProbes(w) {
+			b.probesRejected.Add(1)
+			return w, false
+		}
+		w = b.word.Load()
+	}
+}
+
+// noteExhausted records when the epoch of w ran out of admissions, the
+// moment its probe timeout counts from, unless the epoch has moved on.
+func (b *Breaker) noteExhausted(w uint64) {
+	now := time.Now()
+	b.mu.Lock()
+	cur := b.word.Load()
+	if genOf(cur) == genOf(w) && stateOf(cur) == StateHalfOpen && countOf(cur) >= b.maxProbes && b.exhaustedAt.IsZero() {
+		b.exhaustedAt = now
+		d := int64(now.Sub(b.base))
+		if d > math.MaxInt64-int64(b.probeTimeout) {
+			d = math.MaxInt64
+		} else {
+			d += int64(b.probeTimeout)
+		}
+		b.probeExpiry.Store(max(d, 1))
+	}
+	b.mu.Unlock()
+}
+
+// expireProbes is called by a call refused a probe under the word w. It
+// reports whether the word changed, so the call decides again: the epoch's
+// admissions expired (and this call reset them) or anything else moved.
+// Until the expiry is due it costs two atomic loads and a clock read.
+func (b *Breaker) expireProbes(w uint64) (changed bool) {
+	d := b.probeExpiry.Load()
+	if d == 0 {
+		return false
+	}
+	now := time.Now()
+	if int64(now.Sub(b.base)) < d {
+		return false
+	}
+	b.mu.Lock()
+	changed, expired := b.expireLocked(w, now)
+	b.mu.Unlock()
+	if expired > 0 {
+		b.logExpiry(expired)
+	}
+	return changed
+}
+
+// expireLocked requires b.mu held. If the word is still w and its epoch's
+// admissions expired by now, it starts a fresh count under a new
+// generation (so a late release of an expired probe cannot free a new
+// one) and returns how many admissions expired; the caller logs them with
+// logExpiry once it has unlocked. changed reports whether the word is no
+// longer w.
+func (b *Breaker) expireLocked(w uint64, now time.Time) (changed bool, expired uint32) {
+	if b.word.Load() != w {
+		return true, 0
+	}
+	if b.exhaustedAt.IsZero() || now.Before(b.exhaustedAt.Add(b.probeTimeout)) {
+		return false, 0
+	}
+	nw := (genOf(w)+1)<<genShift | uint64(StateHalfOpen)<<stateShift
+	if !b.word.CompareAndSwap(w, nw) {
+		return true, 0
+	}
+	b.probesExpired.Add(1)
+	b.probeEventLocked()
+	return true, countOf(w)
+}
+
+// logExpiry reports an expiry of n admissions. It must be called without
+// b.mu held.
+func (b *Breaker) logExpiry(n uint32) {
+	b.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"syncbreaker: half-open probes expired with no outcome recorded; a handler may call IsOpen without RecordSuccess or RecordFailure",
+		slog.Int("probes", int(n)), slog.Duration("probe_timeout", b.probeTimeout))
+}
+
+// release gives back the admission a probe took under the word w when the
+// probe ended with no outcome. It does nothing when w is not half-open or
+// the epoch has ended (a transition or an expiry started a fresh count).
+func (b *Breaker) release(w uint64) {
+	if stateOf(w) != StateHalfOpen {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		cur := b.word.Load()
+		if genOf(cur) != genOf(w) || stateOf(cur) != StateHalfOpen || countOf(cur) == 0 {
+			return
+		}
+		// Only admissions change a half-open word without b.mu, so this
+		// retries at most as often as probes are admitted meanwhile.
+		if b.word.CompareAndSwap(cur, cur-1) {
+			b.probeEventLocked() // below the limit now: no expiry pending
+			return
+		}
+	}
+}
+
+// probeEventLocked requires b.mu held. It records a probe event (a
+// transition, an admission given back, an expiry): the admissions are no
+// longer all taken, and a replay waiting for its probe looks again.
+func (b *Breaker) probeEventLocked() {
+	b.exhaustedAt = time.Time{}
+	b.probeExpiry.Store(0)
+	b.probeSeq++
+	if b.probeChanged != nil {
+		close(b.probeChanged)
+		b.probeChanged = nil
+	}
+}
 
 // RecordSuccess reports that a call to the server succeeded: it resets the
 // consecutive failure count while closed and closes a half-open circuit. It
@@ -453,6 +702,7 @@ func (b *Breaker) transitionLocked(w uint64, to State, now time.Time) bool {
 		b.openUntil = time.Time{}
 		b.nextRetry = now.Add(b.interval)
 	}
+	b.probeEventLocked() // a new epoch: the count starts at 0
 	b.notifier.enqueue(change)
 	return true
 }
@@ -480,7 +730,15 @@ func (b *Breaker) Stats() Stats {
 		OpenUntil:    b.openUntil,
 	}
 	b.mu.Unlock()
-	s.ConsecutiveFailures = int(countOf(w))
+	switch s.State {
+	case StateClosed:
+		s.ConsecutiveFailures = int(countOf(w))
+	case StateHalfOpen:
+		s.ProbesInFlight = int(countOf(w))
+	}
+	s.ProbesAdmitted = b.probesAdmitted.Load()
+	s.ProbesRejected = b.probesRejected.Load()
+	s.ProbesExpired = b.probesExpired.Load()
 	s.Spilled = b.spilled.Load()
 	s.SpillErrors = b.spillErrors.Load()
 	s.Republished = b.republished.Load()

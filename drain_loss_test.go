@@ -292,7 +292,9 @@ func (d *lossDaemon) processorLoop(messages <-chan *message.Message) {
 		return nil
 	}
 	for msg := range messages {
-		if breaker.IsOpen() && breaker.Settle(msg, ErrOpen) {
+		// State, not IsOpen: handle calls IsOpen, once per send, and
+		// while half-open each IsOpen that answers false admits a probe.
+		if breaker.State() == StateOpen && breaker.Settle(msg, ErrOpen) {
 			msg.Ack() // stays pending in place
 			continue
 		}

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Defaults for the growth of the open interval on repeated re-opens.
+// Defaults used where a Config field is zero.
 const (
 	// DefaultFailureThreshold is used when Config.FailureThreshold is 0.
 	DefaultFailureThreshold = 10
@@ -20,6 +20,12 @@ const (
 	// spread uniformly over ±10% so a fleet of daemons that lost the same
 	// server does not probe it in lockstep.
 	DefaultJitter = 0.1
+	// DefaultHalfOpenMaxProbes is used when Config.HalfOpenMaxProbes is 0:
+	// one probe at a time, since the first outcome decides.
+	DefaultHalfOpenMaxProbes = 1
+	// DefaultHalfOpenProbeTimeout is used when Config.HalfOpenProbeTimeout
+	// is 0.
+	DefaultHalfOpenProbeTimeout = time.Minute
 )
 
 // openInterval computes how long the circuit stays open. It is not safe for

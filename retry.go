@@ -54,7 +54,7 @@ func (b *Breaker) untilTick(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	at := b.nextRetry
-	if b.IsOpen() {
+	if b.State() == StateOpen {
 		at = b.openUntil
 	}
 	return max(at.Sub(now), 0)
@@ -98,6 +98,22 @@ func (b *Breaker) tick(ctx context.Context) {
 // Records republished are removed from the store; the others stay, in
 // order.
 //
+// One at a time: the store hands the round one record after the other,
+// and with a RepublisherConfig.SettleTimeout each Republish returns only
+// once the handler is done with its message. While the circuit is
+// half-open the round also waits, before each record, until the record can
+// be a probe: the previous record's probe has ended (its outcome closed or
+// re-opened the circuit, or it gave its admission back) or
+// HalfOpenProbeTimeout has passed since it was published, and the epoch has
+// an admission free (or its admissions expired). So a recovering server
+// gets one republished record at a time, even from a publisher that does
+// not wait for settles, and a republished record meets the probe limit only
+// when a fresh call took the admission first. Once the circuit closes the
+// round goes on at the republisher's pace. A republished record that meets
+// the limit is handled as if the circuit were open: with SettleTimeout it
+// stays pending in its place, no attempt counted, and the round stops;
+// without, its message is handled as fresh data (spilled as a new record).
+//
 // What a failed record does to the round:
 //   - The handler refused it (an error wrapping ErrNotHandled) while the
 //     circuit stays closed, that is while the server takes other traffic:
@@ -136,7 +152,7 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b.mu.Lock()
-	if b.IsOpen() { // checked under b.mu so an opening cannot slip in before cancel is registered
+	if b.State() == StateOpen { // checked under b.mu so an opening cannot slip in before cancel is registered
 		b.mu.Unlock()
 		return ReplayResult{}, ErrOpen
 	}
@@ -149,11 +165,17 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	}()
 
 	b.replays.Add(1)
-	var stopped error // why the round stops; it stops before the next record
+	var (
+		stopped error // why the round stops; it stops before the next record
+		probe   roundProbe
+	)
 	res, err := b.store.Replay(rctx, func(sctx context.Context, rec Record) error {
 		if stopped != nil {
 			cancel(errRoundStopped) // the store leaves this record and the rest as they are
 			return errRoundStopped
+		}
+		if err := b.awaitProbeSlot(sctx, &probe); err != nil {
+			return err // the round's context ended: the record stays as it is
 		}
 		rerr := b.republisher.Republish(withSettleContext(sctx, ctx), rec)
 		if rerr == nil {
@@ -227,3 +249,70 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 // settleTimeoutWarnAfter is how many settle timeouts in a row make the
 // breaker warn that the daemon may not call Settle.
 const settleTimeoutWarnAfter = 3
+
+// roundProbe follows, for a replay round, the record it published last
+// while the circuit was half-open.
+type roundProbe struct {
+	set bool
+	seq uint64    // b.probeSeq when it was published
+	at  time.Time // when it was published
+}
+
+// awaitProbeSlot returns at once when the circuit is not half-open. While
+// it is half-open it waits until the next record may be published as a
+// probe: the record p describes has had its probe end (a probe event since
+// it was published, see probeEventLocked) or was published
+// HalfOpenProbeTimeout ago, and the epoch has an admission free; admissions
+// found expired are reset here. It returns ctx.Err() when ctx ends, and
+// records in p the record about to be published.
+func (b *Breaker) awaitProbeSlot(ctx context.Context, p *roundProbe) error {
+	for {
+		if b.State() != StateHalfOpen {
+			*p = roundProbe{}
+			return nil
+		}
+		now := time.Now()
+		b.mu.Lock()
+		w := b.word.Load()
+		if stateOf(w) != StateHalfOpen {
+			b.mu.Unlock()
+			continue
+		}
+		var until time.Time
+		switch {
+		case p.set && p.seq == b.probeSeq && now.Before(p.at.Add(b.probeTimeout)):
+			until = p.at.Add(b.probeTimeout) // the last record's probe may still run
+		case countOf(w) < b.maxProbes:
+			*p = roundProbe{set: true, seq: b.probeSeq, at: now}
+			b.mu.Unlock()
+			return nil
+		case b.exhaustedAt.IsZero():
+			until = now.Add(b.probeTimeout) // being noted by the call that took the last admission
+		default:
+			until = b.exhaustedAt.Add(b.probeTimeout)
+			if !now.Before(until) {
+				_, expired := b.expireLocked(w, now)
+				b.mu.Unlock()
+				if expired > 0 {
+					b.logExpiry(expired)
+				}
+				continue
+			}
+		}
+		if b.probeChanged == nil {
+			b.probeChanged = make(chan struct{})
+		}
+		changed := b.probeChanged
+		b.mu.Unlock()
+
+		timer := time.NewTimer(until.Sub(now))
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+		timer.Stop()
+	}
+}

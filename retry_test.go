@@ -213,7 +213,9 @@ func TestRunRetriesPendingWhileClosed(t *testing.T) {
 // At the end of the open interval the breaker goes half-open and
 // republishes what was spilled. A republish alone does not close the
 // circuit (a publisher accepting a message says nothing about the server);
-// the first successful send does.
+// the first successful send does. While half-open the round publishes one
+// record as the probe and waits for it to end before the next, even with a
+// republisher that does not wait for settles, as this one does not.
 func TestRunHalfOpenRepublishesSpilled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &memStore{}
@@ -231,11 +233,13 @@ func TestRunHalfOpenRepublishesSpilled(t *testing.T) {
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		assert.Equal(t, syncbreaker.StateHalfOpen, b.State())
-		assert.Equal(t, []string{"r1", "r2"}, rep.republished())
-		assert.Empty(t, store.records())
+		assert.Equal(t, []string{"r1"}, rep.republished(), "one probe at a time while half-open")
 
 		require.NoError(t, b.Execute(t.Context(), []byte("z"), func(context.Context) error { return nil }))
 		assert.Equal(t, syncbreaker.StateClosed, b.State())
+		synctest.Wait()
+		assert.Equal(t, []string{"r1", "r2"}, rep.republished(), "closed: the round goes on")
+		assert.Empty(t, store.records())
 	})
 }
 
