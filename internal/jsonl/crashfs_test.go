@@ -2,7 +2,6 @@ package jsonl
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"io/fs"
 	"maps"
@@ -36,6 +35,10 @@ type crashFS struct {
 	rec  bool           // record operations into log
 	log  []crashOp
 	step func() string // labels recorded operations; may be nil
+	// readTemp is set when a temp file this crashFS did not create is
+	// opened for reading (see crashImage.key).
+	readTemp bool
+	made     map[int]bool // inodes created here
 }
 
 type crashOpKind int
@@ -53,12 +56,6 @@ const (
 var crashOpNames = [...]string{"create", "write", "truncate", "fsync", "rename", "remove", "syncdir"}
 
 func (k crashOpKind) String() string { return crashOpNames[k] }
-
-// dirOp reports whether the operation changes the directory rather than a
-// file's content.
-func (k crashOpKind) dirOp() bool {
-	return k == crashCreate || k == crashRename || k == crashRemove
-}
 
 // crashOp is one recorded operation.
 type crashOp struct {
@@ -91,6 +88,28 @@ func (f *crashFS) logLocked(op crashOp) {
 	if f.step != nil {
 		op.step = f.step()
 	}
+	f.log = append(f.log, op)
+}
+
+// replay applies op, recorded elsewhere, and records it: a trace that
+// starts from another's state replays the operations not durable there.
+func (f *crashFS) replay(op crashOp) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch op.kind {
+	case crashCreate:
+		f.ns[op.name] = op.ino // its content, if fsynced since, is already there
+	case crashWrite:
+		f.data[op.ino] = writeAt(f.data[op.ino], op.data, op.off)
+	case crashTruncate:
+		f.data[op.ino] = resize(f.data[op.ino], op.size)
+	case crashRename:
+		delete(f.ns, op.name)
+		f.ns[op.to] = op.ino
+	case crashRemove:
+		delete(f.ns, op.name)
+	}
+	op.step = "before the crash: " + op.step
 	f.log = append(f.log, op)
 }
 
@@ -182,9 +201,16 @@ func (f *crashFS) OpenFile(name string, flag int, perm os.FileMode) (fsx.File, e
 		f.next++
 		ino = f.next
 		f.ns[base], f.data[ino] = ino, nil
+		if f.made == nil {
+			f.made = map[int]bool{}
+		}
+		f.made[ino] = true
 		f.logLocked(crashOp{kind: crashCreate, ino: ino, name: base})
 	}
 	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	if acc != os.O_WRONLY && strings.Contains(base, tmpInfix) && !f.made[ino] {
+		f.readTemp = true
+	}
 	file := &crashFile{fs: f, ino: ino, path: name, base: base,
 		read: acc == os.O_RDONLY || acc == os.O_RDWR, write: acc == os.O_WRONLY || acc == os.O_RDWR}
 	if flag&os.O_TRUNC != 0 && file.write {
@@ -435,6 +461,3 @@ var (
 	_ fsx.File    = (*crashFile)(nil)
 	_ os.DirEntry = crashInfo{}
 )
-
-// errCrashFS marks misuse of the model, never expected.
-var errCrashFS = errors.New("crashfs: unexpected use")

@@ -92,7 +92,10 @@ func (s *Store) sealLocked() error {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
 	s.nextSeq++
-	if s.activeFirstID != "" {
+	// Its count goes to the ledger only if its content is durable: under
+	// SyncNever the seal does not fsync it, and a power loss could leave a
+	// file of the same size with holes, which open would trust.
+	if s.activeFirstID != "" && s.cfg.Sync != SyncNever {
 		s.sealed = append(s.sealed, sealedSegment{name: filepath.Base(seg),
 			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}})
 	}

@@ -292,10 +292,13 @@ func (s *Store) recover() error {
 	// rename that created that segment may not be durable yet (a crash
 	// before its directory fsync): make it so before deleting its sources,
 	// or a power loss could keep the deletes and lose the rename.
-	if len(superseded) > 0 {
-		if err := s.fs.SyncDir(s.dir); err != nil {
-			return fmt.Errorf("syncbreaker: %w", err)
-		}
+	// A process killed between a rename or a remove and its directory
+	// fsync leaves that operation visible but maybe not durable: make it
+	// durable before acting on it (removing the superseded segments a
+	// commit replaced, rewriting the ledger that described them), or a
+	// power loss could keep what open did and undo what the run did.
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("syncbreaker: %w", err)
 	}
 	for _, p := range superseded {
 		if err := s.fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
