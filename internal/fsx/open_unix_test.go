@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx/fsxtest"
 )
 
 // shortTempDir is a temp dir short enough for a unix socket path (about
@@ -68,7 +69,7 @@ func TestOpenFileRefusesSpecialFiles(t *testing.T) {
 	for _, tt := range tests {
 		for name, flag := range flags {
 			t.Run(filepath.Base(tt.path)+"/"+name, func(t *testing.T) {
-				err := noHang(t, releaseFIFO(fifo), func() error {
+				err := fsxtest.NoHang(t, releaseFIFO(fifo), func() error {
 					f, err := OpenFile(tt.path, flag, FilePerm)
 					if err == nil {
 						_ = f.Close()
@@ -87,7 +88,7 @@ func TestOpenFileRefusesSpecialFiles(t *testing.T) {
 
 func TestLockRefusesFIFO(t *testing.T) {
 	fifo := mkfifo(t, filepath.Join(t.TempDir(), "p.jsonl.lock"))
-	err := noHang(t, releaseFIFO(fifo), func() error {
+	err := fsxtest.NoHang(t, releaseFIFO(fifo), func() error {
 		l, err := Lock(fifo)
 		if err == nil {
 			_ = l.Close()
@@ -108,6 +109,6 @@ func TestSyncDir(t *testing.T) {
 	require.NoError(t, SyncDir(link), "the store's directory may be a symlink")
 
 	fifo := mkfifo(t, filepath.Join(root, "fifo"))
-	err := noHang(t, releaseFIFO(fifo), func() error { return SyncDir(fifo) })
+	err := fsxtest.NoHang(t, releaseFIFO(fifo), func() error { return SyncDir(fifo) })
 	assert.EqualError(t, err, "fifo is not a directory")
 }

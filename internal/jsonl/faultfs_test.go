@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
+	"github.com/syncbreaker/syncbreaker/internal/fsx/fsxtest"
 )
 
 // faultFS injects errors into the real filesystem. fail is asked before
@@ -341,7 +342,7 @@ func TestFaultsOnOpen(t *testing.T) {
 			path := filepath.Join(dir, "p.jsonl")
 			hits := 0
 			ffs := &faultFS{fail: failNth(tt.op, tt.match, syscall.EIO, tt.nth, &hits)}
-			err := noHang(t, nil, func() error {
+			err := fsxtest.NoHang(t, nil, func() error {
 				s, err := Open(path, Config{fs: ffs})
 				if err == nil {
 					_ = s.Close()
@@ -416,7 +417,7 @@ func TestFaultsOnReplayHeadLookup(t *testing.T) {
 func noHangReplay(t *testing.T, s *Store, release func(), fn func(context.Context, Record) error) (ReplayResult, error) {
 	t.Helper()
 	var res ReplayResult
-	err := noHang(t, release, func() error {
+	err := fsxtest.NoHang(t, release, func() error {
 		var err error
 		res, err = s.Replay(context.Background(), fn)
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
+	"github.com/syncbreaker/syncbreaker/internal/fsx/fsxtest"
 )
 
 // Every file of a store is opened only if it is a regular file. A FIFO
@@ -43,7 +44,7 @@ func releaseFIFO(path string) func() {
 // that opened anyway.
 func openNoHang(t *testing.T, path string, release func()) error {
 	t.Helper()
-	err := noHang(t, release, func() error {
+	err := fsxtest.NoHang(t, release, func() error {
 		s, err := Open(path, Config{})
 		if err == nil {
 			_ = s.Close()
@@ -107,7 +108,7 @@ func TestStoreRefusesSymlinkToDevice(t *testing.T) {
 	t.Run("scan", func(t *testing.T) {
 		path := storePath(t)
 		require.NoError(t, os.Symlink(os.DevNull, path))
-		err := noHang(t, nil, func() error {
+		err := fsxtest.NoHang(t, nil, func() error {
 			return ScanFile(path, ScanConfig{}, func(ScanEntry) error { return nil })
 		})
 		require.ErrorIs(t, err, fsx.ErrNotRegular)
@@ -139,7 +140,7 @@ func TestRequeueDeadRefusesFIFOAtDeadLetterFile(t *testing.T) {
 	s := openTestStore(t, path, Config{})
 	appendAll(t, s, numbered(2)...)
 	mkfifo(t, path+deadSuffix)
-	err := noHang(t, releaseFIFO(path+deadSuffix), func() error {
+	err := fsxtest.NoHang(t, releaseFIFO(path+deadSuffix), func() error {
 		_, err := s.RequeueDead(context.Background())
 		return err
 	})
@@ -191,7 +192,7 @@ func TestStoreIgnoresFIFOAtSegmentName(t *testing.T) {
 	other := segmentPath(path, 7, 7)
 	mkfifo(t, other)
 	var head time.Time
-	require.NoError(t, noHang(t, releaseFIFO(other), func() error {
+	require.NoError(t, fsxtest.NoHang(t, releaseFIFO(other), func() error {
 		head = firstRecordTime(fsx.OS{}, other, maxLineSize(0), 0)
 		return nil
 	}))
