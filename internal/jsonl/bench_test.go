@@ -293,3 +293,48 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenLegacy opens a file the original implementation wrote (one
+// bare 1 KiB JSON payload a line): the first open rewrites it as records
+// under derived IDs, which is what an upgrade pays once.
+//
+//	go test -run '^$' -bench OpenLegacy -benchmem ./internal/jsonl/
+func BenchmarkOpenLegacy(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("lines=%d", n), func(b *testing.B) {
+			// A 1 KiB JSON payload (benchPayload is not JSON: it is cut
+			// into its spare capacity, so it is stored as base64).
+			payload := fmt.Appendf(nil, `{"cmd":"%s"}`, bytes.Repeat([]byte("x"), 1024-10))
+			var legacy bytes.Buffer
+			for range n {
+				legacy.Write(payload)
+				legacy.WriteByte('\n')
+			}
+			dir := b.TempDir()
+			for b.Loop() {
+				b.StopTimer()
+				path := filepath.Join(dir, "p.jsonl")
+				for _, p := range []string{path, path + ledgerSuffix} {
+					_ = os.Remove(p)
+				}
+				if err := os.WriteFile(path, legacy.Bytes(), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				s, err := Open(path, Config{Sync: SyncNever, MaxBytes: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if got := s.Stats().PendingRecords; got != int64(n) {
+					b.Fatalf("migrated %d of %d lines: %+v", got, n, s.RepairReport())
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+		})
+	}
+}

@@ -191,12 +191,15 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 
 // decodeLineReusing is decodeLine for scans, which hand each record to a
 // callback before reading the next line: with scratch non-nil, an inline
-// payload aliases line and a base64 one is decoded into *scratch, so
-// neither allocates.
+// or legacy payload aliases line and a base64 one is decoded into
+// *scratch, so none allocates.
 func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
 	if !bytes.HasPrefix(line, linePrefix) {
 		if validJSON(line) {
-			return Record{Payload: bytes.Clone(line)}, true, ProblemNone
+			if scratch == nil {
+				line = bytes.Clone(line)
+			}
+			return Record{Payload: line}, true, ProblemNone
 		}
 		return Record{}, false, ProblemBadJSON
 	}
