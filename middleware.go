@@ -49,27 +49,8 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if w&stateMask != 0 { // not closed
 			return b.handleGuarded(ctx, h, msg, w)
 		}
-		// The closed path: what handled does, written out so the hot
-		// path makes no extra call (about 1 ns of 7, measured). Keep the
-		// two in step.
 		produced, err := h(msg)
-		spill := b.record(ctx, w, err)
-		if b.Settle(msg, err) {
-			if err != nil {
-				return nil, nil // the record stays pending (or is dead-lettered)
-			}
-			return produced, nil
-		}
-		switch {
-		case err == nil:
-			return produced, nil
-		case !spill:
-			return nil, err
-		}
-		if serr := b.SaveForRetry(ctx, msg.Payload); serr != nil {
-			return nil, errors.Join(err, serr)
-		}
-		return nil, nil
+		return b.handled(ctx, msg, w, produced, err)
 	}
 }
 
