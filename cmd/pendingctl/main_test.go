@@ -80,7 +80,14 @@ type result struct {
 // its exit code.
 func pendingctl(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	return runPendingctl(t, 2*time.Minute, args...)
+}
+
+// runPendingctl runs the binary with args and fails the test if it has not
+// exited within timeout (it is then killed).
+func runPendingctl(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	var stdout, stderr bytes.Buffer
@@ -91,6 +98,7 @@ func pendingctl(t *testing.T, args ...string) result {
 	if err == nil {
 		err = cmd.Wait()
 	}
+	require.NoError(t, ctx.Err(), "pendingctl %v still running after %v", args, timeout)
 	code := 0
 	if err != nil {
 		var exitErr *exec.ExitError

@@ -3,11 +3,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -26,25 +22,7 @@ const hangGuard = 5 * time.Second
 // it has not exited within hangGuard (it is then killed).
 func pendingctlNoHang(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), hangGuard)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	forkMu.RLock()
-	err := cmd.Start()
-	forkMu.RUnlock()
-	if err == nil {
-		err = cmd.Wait()
-	}
-	require.NoError(t, ctx.Err(), "pendingctl %v still running after %v", args, hangGuard)
-	code := 0
-	if err != nil {
-		var exitErr *exec.ExitError
-		require.True(t, errors.As(err, &exitErr), "running pendingctl %v: %v", args, err)
-		code = exitErr.ExitCode()
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	return runPendingctl(t, hangGuard, args...)
 }
 
 // A FIFO where a store file should be used to block every command in
