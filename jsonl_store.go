@@ -96,8 +96,7 @@ type StoreConfig struct {
 	// the next Replay or RequeueDead. A remove that fails after a replay or
 	// a requeue leaves the replaced copy on disk, uncounted, until the
 	// next Replay, RequeueDead or open removes it. Zero means
-	// DefaultMaxBytes (1 GiB);
-	// negative means no limit.
+	// DefaultMaxBytes (1 GiB); negative means no limit.
 	MaxBytes int64
 	// MaxPayloadBytes is the largest payload Append accepts; larger ones
 	// fail with ErrPayloadTooLarge. Zero means DefaultMaxPayloadBytes
@@ -109,8 +108,7 @@ type StoreConfig struct {
 	// negative is an error. A Breaker counts an attempt only for a
 	// delivery refused while the circuit stays closed (the server takes
 	// other traffic), so an outage does not use attempts up and a limit
-	// such as 5 is safe.
-	// RequeueDead moves dead letters back.
+	// such as 5 is safe. RequeueDead moves dead letters back.
 	MaxAttempts int
 	// SegmentBytes is the active file size at which it is sealed into a
 	// segment, which bounds what a cancelled replay has to copy. Zero

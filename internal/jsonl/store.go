@@ -37,58 +37,21 @@ var (
 	ErrInvalidConfig = errors.New("syncbreaker: invalid config")
 )
 
-// Config configures a Store. The zero value is a working, safe
-// store: fsync on every append (with group commit), at most 1 GiB pending,
-// payloads up to 16 MiB, no attempt limit. A value that cannot work (an
-// unknown Sync, a negative size, count or interval other than MaxBytes)
-// makes Open fail with ErrInvalidConfig rather than become a default.
+// Config configures a Store. The fields other than CheckAll are those of
+// the root package's StoreConfig, which documents them for users (the
+// bound MaxBytes sets, what each SyncPolicy promises); this comment does
+// not repeat it. The zero value is a working, safe store. A value that
+// cannot work (an unknown Sync, a negative size, count or interval other
+// than MaxBytes) makes Open fail with ErrInvalidConfig rather than become
+// a default.
 type Config struct {
-	// Sync is the fsync policy: SyncAlways (the zero value), SyncInterval
-	// or SyncNever.
-	Sync SyncPolicy
-	// SyncInterval is how long SyncInterval waits after a write before
-	// fsyncing. Zero means DefaultSyncInterval (200 ms); negative is
-	// invalid. Other policies ignore it.
-	SyncInterval time.Duration
-	// MaxBytes bounds the store's files: pending records (active file and
-	// segments), dead letters and quarantined lines, together. An Append
-	// that would pass it fails with ErrFull and the caller keeps the
-	// payload: a full store never drops or overwrites anything. Append is
-	// the only way in; the rest only moves what is already counted, so it
-	// is never refused for the bound: a Replay moves records to the dead
-	// letters or the quarantine, and while it runs the segment it writes
-	// sits beside the ones it replaces (the files peak at the bound plus
-	// that one rewritten segment); RequeueDead moves dead letters back,
-	// as many as fit in MaxBytes as pending records alone. Repair at open
-	// never fails over the bound either (legacy lines grow when rewritten
-	// as records, and a store opened with a smaller limit than its content
-	// keeps all of it): the store may then be over it, and refuses appends
-	// until replays bring it under. A dead-letter or quarantine file
-	// removed by hand (say after pendingctl exported it) stops counting at
-	// the next Replay or RequeueDead. A remove that fails after a replay or
-	// a requeue leaves the replaced copy on disk, uncounted, until the
-	// next Replay, RequeueDead or open removes it. Zero means
-	// DefaultMaxBytes (1 GiB);
-	// negative means no limit.
-	MaxBytes int64
-	// MaxPayloadBytes is the largest payload Append accepts; larger ones
-	// fail with ErrTooLarge. Zero means DefaultMaxPayloadBytes
-	// (16 MiB); negative, or above 1 GiB, is invalid. Lowering it never
-	// makes records already stored unreadable.
-	MaxPayloadBytes int
-	// MaxAttempts moves a record to the dead-letter file (P.dead) once a
-	// Replay has failed it this many times. Zero means no limit, the
-	// default: a replay also fails records while the server is merely
-	// down, so any fixed limit would dead-letter healthy records in a long
-	// enough outage. Negative is invalid. RequeueDead moves them back.
-	MaxAttempts int
-	// SegmentBytes is the active file size at which it is sealed into a
-	// segment, which bounds what a cancelled replay has to copy. Zero
-	// means DefaultSegmentBytes (64 MiB); negative is invalid.
-	SegmentBytes int64
-	// Logger receives warnings about repairs and failed background work:
-	// sizes, IDs and counts only, never payloads. Nil discards.
-	Logger *slog.Logger
+	Sync            SyncPolicy    // zero: SyncAlways
+	SyncInterval    time.Duration // zero: DefaultSyncInterval
+	MaxBytes        int64         // zero: DefaultMaxBytes; negative: no limit
+	MaxPayloadBytes int           // zero: DefaultMaxPayloadBytes; at most 1 GiB
+	MaxAttempts     int           // zero: no limit
+	SegmentBytes    int64         // zero: DefaultSegmentBytes
+	Logger          *slog.Logger  // nil discards; sizes, IDs, counts only
 
 	// CheckAll reads and checks every record file at open, whatever the
 	// ledger already counts: for pendingctl repair, which must find damage
