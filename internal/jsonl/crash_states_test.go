@@ -333,7 +333,7 @@ func (b *crashBook) seedRecords(path string) {
 	}
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
-		m, ok, err := matchMark(b.fs, seg, marks[name], maxLineSize(0))
+		m, ok, _, err := matchMark(b.fs, seg, marks[name], maxLineSize(0))
 		if err != nil {
 			t.Fatal(err)
 		}

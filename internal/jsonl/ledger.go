@@ -109,29 +109,32 @@ func saveLedger(fsys fsx.FS, store string, marks map[string]mark) error {
 // matchMark returns m if it belongs to the segment seg as it is on disk:
 // same size, same first record. An error reading the segment is returned:
 // a store that cannot read its files does not open.
-func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (mark, bool, error) {
+//
+// firstAt is the first record's EnqueuedAt: the segment's head when its
+// watermark is at 0, which spares opening a second read.
+func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (_ mark, ok bool, firstAt time.Time, err error) {
 	if m.Size != seg.size || m.Off < 0 || m.Off > seg.size || m.First == "" || m.Lines < 0 || m.Records < 0 {
-		return mark{}, false, nil
+		return mark{}, false, firstAt, nil
 	}
 	f, err := fsys.OpenFile(seg.path, os.O_RDONLY, 0)
 	if err != nil {
-		return mark{}, false, wrapErr(err, "open %s", filepath.Base(seg.path))
+		return mark{}, false, firstAt, wrapErr(err, "open %s", filepath.Base(seg.path))
 	}
 	defer f.Close()
 	var first string
 	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
 		if e.Problem == ProblemNone && !e.Legacy {
-			first = e.Record.ID
+			first, firstAt = e.Record.ID, e.Record.EnqueuedAt
 		}
 		return errStopScan
 	})
 	if err != nil && !errors.Is(err, errStopScan) {
-		return mark{}, false, wrapErr(err, "read %s", filepath.Base(seg.path))
+		return mark{}, false, firstAt, wrapErr(err, "read %s", filepath.Base(seg.path))
 	}
 	if first != m.First {
-		return mark{}, false, nil
+		return mark{}, false, firstAt, nil
 	}
-	return m, true, nil
+	return m, true, firstAt, nil
 }
 
 // headTime returns the EnqueuedAt of the first record at or after the
@@ -177,7 +180,7 @@ func Marks(path string) (map[string]int64, error) {
 	}
 	out := map[string]int64{}
 	for _, seg := range segs {
-		m, ok, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0))
+		m, ok, _, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0))
 		if err != nil {
 			return nil, err
 		}

@@ -297,16 +297,17 @@ func (s *Store) recover() error {
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
 		s.nextSeq = max(s.nextSeq, seg.hi+1)
-		m, ok, err := matchMark(s.fs, seg, stored[name], maxLine)
+		m, ok, head, err := matchMark(s.fs, seg, stored[name], maxLine)
 		if err != nil {
 			return err
 		}
 		if ok && m.Records > 0 && !s.cfg.CheckAll {
 			// Counted when it was sealed: no scan. A sealed segment is
 			// checked line by line when it is replayed.
-			head, err := headTime(s.fs, seg.path, m.Off, maxLine)
-			if err != nil {
-				return err
+			if m.Off > 0 {
+				if head, err = headTime(s.fs, seg.path, m.Off, maxLine); err != nil {
+					return err
+				}
 			}
 			s.marks[name] = m
 			s.count(fileSummary{records: max(m.Records-m.Lines, 0), size: seg.size, first: head})
