@@ -488,7 +488,6 @@ func (r *sweepRun) replay(round string, fn func(i int, rec Record) error) {
 	// A record fn accepted may go, whatever the round returns: a
 	// checkpoint may have settled it before a later failure (see
 	// ledger.go). Every record fn never accepted must stay.
-	_ = err
 	for _, p := range accepted {
 		if r.must[p] > 0 {
 			r.must[p]--
