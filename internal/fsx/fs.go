@@ -17,6 +17,7 @@ import (
 // fsync or rename.
 type File interface {
 	io.Reader
+	io.Seeker // opening reads a file from a ledger's offset on
 	io.Writer
 	io.WriterAt
 	io.Closer

@@ -145,6 +145,13 @@ func crashWorkloads() []sweepWorkload {
 			allowDead: true, steps: longDrain},
 		sweepWorkload{name: "long-drain-never", cfg: Config{Sync: SyncNever, SegmentBytes: 250, MaxBytes: 16384, checkpointEvery: time.Second},
 			allowDead: true, steps: longDrain},
+		// The active file's ledger entry, written after every fsync.
+		sweepWorkload{name: "active-entry-always", cfg: Config{MaxBytes: 8192, activeEntryEvery: 1},
+			steps: func(r *sweepRun) {
+				r.appendN(0, 4)
+				r.replay("replay 1", r.failThirdRespill("replay 1"))
+				r.appendN(4, 6)
+			}},
 		sweepWorkload{name: "recovery-ledger", cfg: Config{MaxBytes: 8192, checkpointEvery: time.Second}, seed: seedDrainLeftovers,
 			steps: func(r *sweepRun) {
 				r.appendN(0, 1)

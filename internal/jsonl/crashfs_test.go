@@ -367,6 +367,25 @@ func (c *crashFile) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+func (c *crashFile) Seek(off int64, whence int) (int64, error) {
+	if err := c.check(false); err != nil {
+		return 0, err
+	}
+	c.fs.mu.Lock()
+	defer c.fs.mu.Unlock()
+	switch whence {
+	case io.SeekCurrent:
+		off += c.pos
+	case io.SeekEnd:
+		off += int64(len(c.fs.data[c.ino]))
+	}
+	if off < 0 {
+		return 0, crashPathErr("seek", c.path, syscall.EINVAL)
+	}
+	c.pos = off
+	return off, nil
+}
+
 func (c *crashFile) Write(p []byte) (int, error) {
 	n, err := c.WriteAt(p, c.pos)
 	c.pos += int64(n)

@@ -146,14 +146,11 @@ func headTime(fsys fsx.FS, path string, off int64, maxLine int) (time.Time, erro
 		return t, wrapErr(err, "open %s", filepath.Base(path))
 	}
 	defer f.Close()
-	if sk, ok := f.(io.Seeker); ok {
-		if _, err := sk.Seek(off, io.SeekStart); err != nil {
-			return t, wrapErr(err, "read %s", filepath.Base(path))
-		}
-		off = 0
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return t, wrapErr(err, "read %s", filepath.Base(path))
 	}
 	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Offset >= off && e.Problem == ProblemNone {
+		if e.Problem == ProblemNone {
 			t = e.Record.EnqueuedAt
 			return errStopScan
 		}

@@ -101,6 +101,49 @@ func TestOpenReadsOnlyTheActiveTail(t *testing.T) {
 	}
 }
 
+// Without a Close, as after a kill -9, the ledger still holds an entry for
+// the active file, written after an fsync once the file grew
+// activeEntryEvery past the last one: opening counts the records it covers
+// without reading them (damage there goes unnoticed at open, as in
+// TestOpenTrustsLedgerCounts) and reads only what follows. Under SyncNever
+// nothing is fsynced, so there is no entry and the file is read whole.
+func TestOpenAfterKillReadsOnlyTheActiveTail(t *testing.T) {
+	for _, policy := range []SyncPolicy{SyncAlways, SyncNever} {
+		t.Run(policy.String(), func(t *testing.T) {
+			path := storePath(t)
+			cfg := Config{Sync: policy, activeEntryEvery: 1}
+			s := openTestStore(t, path, cfg)
+			appendAll(t, s, numbered(5)...)
+			// The files as a kill -9 would leave them: copied before Close.
+			killed := storePath(t)
+			for _, suffix := range []string{"", ledgerSuffix} {
+				data, err := os.ReadFile(path + suffix)
+				if policy == SyncNever && suffix == ledgerSuffix {
+					require.ErrorIs(t, err, os.ErrNotExist, "nothing fsynced, no entry")
+					continue
+				}
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(killed+suffix, data, 0o600))
+			}
+			require.NoError(t, s.Close())
+			flipByte(t, killed, `"n":1}`)
+			appendRaw(t, killed, appendRecord(nil, Record{ID: "0190a1b2-c3d4-7e5f-8a9b-000000000009", Payload: []byte(`{"n":9}`), EnqueuedAt: time.Now()}))
+
+			s = openTestStore(t, killed, cfg)
+			if policy == SyncNever {
+				assert.False(t, s.RepairReport().Clean(), "read whole: the damage is found at open")
+				assert.EqualValues(t, 5, s.Stats().PendingRecords)
+				return
+			}
+			assert.True(t, s.RepairReport().Clean(), "the entry's records were not read at open: %+v", s.RepairReport())
+			assert.EqualValues(t, 6, s.Stats().PendingRecords, "5 from the entry, 1 read after it")
+			got := drainAll(t, s)
+			assert.Len(t, got, 5, "the replay checks every line and quarantines the damaged one")
+			assert.EqualValues(t, 1, s.Stats().Quarantined)
+		})
+	}
+}
+
 func appendRaw(t *testing.T, path string, lines ...[]byte) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)

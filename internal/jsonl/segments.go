@@ -100,6 +100,7 @@ func (s *Store) sealLocked() error {
 			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}})
 	}
 	s.activeOff, s.syncedOff, s.activeFirst, s.activeRecords = 0, 0, time.Time{}, 0
+	s.syncedRecords, s.entryOff = 0, 0
 	s.activeFirstID = ""
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)

@@ -160,6 +160,8 @@ func (s *Store) syncTo(p syncPoint) error {
 			// The failure ended p's epoch, so the loop ends: p may still
 			// have been fsynced before it, by a seal.
 			s.log.Warn("syncbreaker: fsync of the active file failed", "err", err)
+		} else {
+			s.maybeRecordActive()
 		}
 	}
 }
@@ -197,7 +199,7 @@ func (s *Store) syncRound() error {
 	s.syncMu.Lock() // a seal may hold it, and fsyncs too
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	target, off, f := s.writtenGen, s.activeOff, s.active
+	target, off, recs, f := s.writtenGen, s.activeOff, s.activeRecords, s.active
 	s.mu.Unlock()
 	if s.syncedGen.Load() >= target {
 		return nil
@@ -211,7 +213,7 @@ func (s *Store) syncRound() error {
 	if err != nil {
 		return s.syncFailedLocked(err)
 	}
-	s.syncedLocked(target, off)
+	s.syncedLocked(target, off, recs)
 	return nil
 }
 
@@ -219,20 +221,22 @@ func (s *Store) syncRound() error {
 // as syncRound does, for a caller that holds both locks (a seal). Requires
 // s.syncMu and s.mu.
 func (s *Store) syncActiveLocked() error {
-	target, off := s.writtenGen, s.activeOff
+	target, off, recs := s.writtenGen, s.activeOff, s.activeRecords
 	if err := s.active.Sync(); err != nil {
 		return s.syncFailedLocked(err)
 	}
-	s.syncedLocked(target, off)
+	s.syncedLocked(target, off, recs)
 	return nil
 }
 
 // syncedLocked records a successful fsync of the active file that covered
-// generations up to target, which ended at offset off. Requires s.syncMu
-// and s.mu.
-func (s *Store) syncedLocked(target uint64, off int64) {
+// generations up to target, which ended at offset off after recs records.
+// Nothing but appends can run between the snapshot and the fsync (a seal
+// or a cut needs syncMu), so recs is the count of those off bytes.
+// Requires s.syncMu and s.mu.
+func (s *Store) syncedLocked(target uint64, off, recs int64) {
 	s.syncedGen.Store(target)
-	s.syncedOff = off
+	s.syncedOff, s.syncedRecords = off, recs
 }
 
 // syncFailedLocked handles a failed fsync of the active file (see "How a
