@@ -317,7 +317,8 @@ func (b *crashBook) seedRecords(path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks, _ := loadLedger(b.fs, path+ledgerSuffix)
+	l, _ := loadLedger(b.fs, path+ledgerSuffix)
+	marks := l.Segments
 	b.noteLedger()
 	scan := func(name string, settled int64) {
 		ino := b.fs.ns[name]
@@ -340,7 +341,7 @@ func (b *crashBook) seedRecords(path string) {
 	}
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
-		m, ok, _, err := matchMark(b.fs, seg, marks[name], maxLineSize(0))
+		m, ok, err := matchMark(b.fs, seg, marks[name])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1452,11 +1453,11 @@ func TestCrashStatesRegressions(t *testing.T) {
 	// a replay accepted every record of segment 1-1, a checkpoint made
 	// that durable, and the process was killed after it removed the
 	// segment, before the directory fsync. Open finds the segment gone
-	// and drops its ledger entry (removing the ledger) before any
-	// directory fsync: a power loss that keeps the ledger's removal and
-	// not the segment's brings the segment back with no mark, and every
+	// and drops its ledger entry (rewriting the ledger without it) before
+	// any directory fsync: a power loss that keeps the new ledger and not
+	// the segment's removal brings the segment back with no mark, and every
 	// record the checkpoint had settled is delivered again. (It needs the
-	// two removals to reach the disk out of order, which the explorer's
+	// two operations to reach the disk out of order, which the explorer's
 	// model allows: neither was fsynced.)
 	t.Run("recovery drops a ledger entry before the segment's removal is durable", func(t *testing.T) {
 		body := encodeLines(rec(0, 0), rec(1, 0))
@@ -1470,7 +1471,7 @@ func TestCrashStatesRegressions(t *testing.T) {
 		for n := range 2 {
 			tr.settled(rec(n, 0), seg, int64(len(encodeLines(rec(0, 0))))*int64(n+1))
 		}
-		k := tr.find(t, crashRemove, "p.jsonl"+ledgerSuffix) + 1
+		k := tr.find(t, crashRename, "p.jsonl"+ledgerSuffix) + 1 // the ledger without the entry
 		undo := tr.find(t, crashRemove, seg)
 		tr.expectNoFindings(t, k, crashVariant{kind: "undo", undo: []int{undo}})
 	})

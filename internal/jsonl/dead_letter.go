@@ -103,10 +103,7 @@ func (s *Store) RequeueDead(ctx context.Context) (int, error) {
 	// whatever follows.
 	renamed := false
 	if err == nil && q.n > 0 {
-		s.syncMu.Lock()
-		seq := s.nextSeq
-		s.nextSeq++
-		s.syncMu.Unlock()
+		seq := s.nextSeq.Add(1) - 1
 		renamed, err = q.moved.Commit(segmentPath(s.path, seq, seq))
 		if renamed {
 			s.mu.Lock()

@@ -1,6 +1,7 @@
 package jsonl
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +53,11 @@ type mark struct {
 }
 
 type ledgerFile struct {
-	Version  int             `json:"v"`
+	Version int `json:"v"`
+	// Next is the store's next sequence number when the ledger was
+	// written: every name the ledger holds uses lower ones, and opening
+	// never gives out a lower one again (see store_layout.go).
+	Next     uint64          `json:"next,omitempty"`
 	Segments map[string]mark `json:"segments"` // by the segment's base name
 }
 
@@ -61,37 +66,32 @@ const ledgerVersion = 1
 // loadLedger reads the ledger at path. A missing ledger is empty; an
 // unreadable one is reported, and the caller carries on without it
 // (re-delivery, never loss).
-func loadLedger(fsys fsx.FS, path string) (map[string]mark, error) {
+func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
+	empty := ledgerFile{Version: ledgerVersion, Segments: map[string]mark{}}
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]mark{}, nil
+		return empty, nil
 	}
 	if err != nil {
-		return map[string]mark{}, err
+		return empty, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
 	if err != nil {
-		return map[string]mark{}, err
+		return empty, err
 	}
 	var l ledgerFile
 	if err := json.Unmarshal(data, &l); err != nil || l.Version != ledgerVersion || l.Segments == nil {
-		return map[string]mark{}, fmt.Errorf("syncbreaker: %s is not a ledger this version reads", filepath.Base(path))
+		return empty, fmt.Errorf("syncbreaker: %s is not a ledger this version reads", filepath.Base(path))
 	}
-	return l.Segments, nil
+	return l, nil
 }
 
-// saveLedger replaces the ledger at path with marks, or removes it when
-// there are none.
-func saveLedger(fsys fsx.FS, store string, marks map[string]mark) error {
+// saveLedger replaces the ledger at path with marks and next, the store's
+// next sequence number. It writes one even with no marks, to keep next.
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64) error {
 	path := store + ledgerSuffix
-	if len(marks) == 0 {
-		if err := fsys.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Segments: marks})
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks})
 	if err != nil {
 		return err
 	}
@@ -107,34 +107,40 @@ func saveLedger(fsys fsx.FS, store string, marks map[string]mark) error {
 }
 
 // matchMark returns m if it belongs to the segment seg as it is on disk:
-// same size, same first record. An error reading the segment is returned:
-// a store that cannot read its files does not open.
-//
-// firstAt is the first record's EnqueuedAt: the segment's head when its
-// watermark is at 0, which spares opening a second read.
-func matchMark(fsys fsx.FS, seg segment, m mark, maxLine int) (_ mark, ok bool, firstAt time.Time, err error) {
+// same size, same first record (a segment's name is never used twice, see
+// store_layout.go; the ID is one more check, read from the file's first
+// bytes only). An error reading the segment is returned: a store that
+// cannot read its files does not open.
+func matchMark(fsys fsx.FS, seg segment, m mark) (_ mark, ok bool, err error) {
 	if m.Size != seg.size || m.Off < 0 || m.Off > seg.size || m.First == "" || m.Lines < 0 || m.Records < 0 {
-		return mark{}, false, firstAt, nil
+		return mark{}, false, nil
 	}
-	f, err := fsys.OpenFile(seg.path, os.O_RDONLY, 0)
+	id, _, err := readFirstID(fsys, seg.path)
+	if err != nil || id != m.First {
+		return mark{}, false, err
+	}
+	return m, true, nil
+}
+
+// readFirstID returns the ID of the first line of the file at path when
+// the encoder wrote it (see lineID), reading only the line's first bytes,
+// and the file's size.
+func readFirstID(fsys fsx.FS, path string) (id string, size int64, err error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return mark{}, false, firstAt, wrapErr(err, "open %s", filepath.Base(seg.path))
+		return "", 0, wrapErr(err, "open %s", filepath.Base(path))
 	}
 	defer f.Close()
-	var first string
-	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Problem == ProblemNone && !e.Legacy {
-			first, firstAt = e.Record.ID, e.Record.EnqueuedAt
-		}
-		return errStopScan
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return mark{}, false, firstAt, wrapErr(err, "read %s", filepath.Base(seg.path))
+	fi, err := f.Stat()
+	if err != nil {
+		return "", 0, wrapErr(err, "stat %s", filepath.Base(path))
 	}
-	if first != m.First {
-		return mark{}, false, firstAt, nil
+	var head [128]byte // an ID of up to 100 bytes; a longer one means a scan
+	n, err := io.ReadFull(f, head[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", 0, wrapErr(err, "read %s", filepath.Base(path))
 	}
-	return m, true, firstAt, nil
+	return lineID(head[:n]), fi.Size(), nil
 }
 
 // headTime returns the EnqueuedAt of the first record at or after the
@@ -167,17 +173,18 @@ func headTime(fsys fsx.FS, path string, off int64, maxLine int) (time.Time, erro
 // no lock (pendingctl): lines below it are delivered, not pending. Like
 // the store, it keeps only marks that match their segment as it is.
 func Marks(path string) (map[string]int64, error) {
-	stored, err := loadLedger(fsx.OS{}, path+ledgerSuffix)
+	l, err := loadLedger(fsx.OS{}, path+ledgerSuffix)
 	if err != nil {
 		return nil, err
 	}
+	stored := l.Segments
 	segs, _, _, err := listStore(fsx.OS{}, path)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int64{}
 	for _, seg := range segs {
-		m, ok, _, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)], maxLineSize(0))
+		m, ok, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)])
 		if err != nil {
 			return nil, err
 		}
@@ -189,35 +196,16 @@ func Marks(path string) (map[string]int64, error) {
 }
 
 // lineID returns the ID of a line the encoder wrote (see appendLine), or
-// "" if line is not laid out that way.
+// "" if line does not start that way: the ID must end within line and
+// hold no escape.
 func lineID(line []byte) string {
 	const head = `{"_v":1,"id":"`
-	if len(line) < len(head)+36 || string(line[:len(head)]) != head {
+	if !bytes.HasPrefix(line, []byte(head)) {
 		return ""
 	}
-	return string(line[len(head) : len(head)+36])
-}
-
-// firstID returns the ID of the first line of the file at path when it is
-// a record, and the file's size.
-func firstID(fsys fsx.FS, path string, maxLine int) (id string, size int64, err error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return "", 0, wrapErr(err, "open %s", filepath.Base(path))
+	id, _, ok := bytes.Cut(line[len(head):], []byte{'"'})
+	if !ok || len(id) == 0 || bytes.IndexByte(id, '\\') >= 0 {
+		return ""
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", 0, wrapErr(err, "stat %s", filepath.Base(path))
-	}
-	err = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Problem == ProblemNone && !e.Legacy {
-			id = e.Record.ID
-		}
-		return errStopScan
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return "", 0, wrapErr(err, "read %s", filepath.Base(path))
-	}
-	return id, fi.Size(), nil
+	return string(id)
 }

@@ -87,11 +87,11 @@ func (s *Store) sealLocked() error {
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	seg := segmentPath(s.path, s.nextSeq, s.nextSeq)
+	n := s.nextSeq.Add(1) - 1 // never given out again, even if the rename fails
+	seg := segmentPath(s.path, n, n)
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
-	s.nextSeq++
 	// Its count goes to the ledger only if its content is durable: under
 	// SyncNever the seal does not fsync it, and a power loss could leave a
 	// file of the same size with holes, which open would trust.
@@ -518,7 +518,7 @@ func (d *drain) commit(drained []segment) error {
 	if err := errors.Join(s.dead.sync(), s.quar.sync()); err != nil {
 		return fail(err)
 	}
-	target := segmentPath(s.path, drained[0].lo, drained[len(drained)-1].hi)
+	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, s.nextSeq.Add(1)-1)
 	renamed := false
 	if d.out != nil {
 		var err error
@@ -541,9 +541,6 @@ func (d *drain) commit(drained []segment) error {
 	var stayed []int // drained segments still live after a failed removal
 	var errs []error
 	for i, seg := range drained {
-		if renamed && seg.path == target {
-			continue // replaced by the rename
-		}
 		if err := s.fs.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 			if !renamed {

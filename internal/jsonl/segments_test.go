@@ -124,3 +124,65 @@ func TestReplayCallbackOutcomes(t *testing.T) {
 	assert.Contains(t, string(dead), `"p":"permanent"`)
 	assert.Contains(t, string(dead), `"a":1`)
 }
+
+// A segment's name is never used twice, so a ledger entry can only ever
+// describe the file it was written for: a replay that keeps records writes
+// them under a new name (the same range at a higher rev) instead of over
+// its source, a repair at open does the same, and the sequence numbers go
+// on from the ledger after a restart that found no segment at all.
+func TestSegmentNamesNeverReused(t *testing.T) {
+	path := storePath(t)
+	cfg := Config{SegmentBytes: 60}
+	seen := map[string]bool{}
+	var live []string
+	// note checks the live segments after step: names not seen before,
+	// or still there from before unless step rewrote every segment.
+	note := func(step string, rewroteAll bool) {
+		t.Helper()
+		l, err := Files(path)
+		require.NoError(t, err)
+		for _, p := range l.Segments {
+			name := filepath.Base(p)
+			if rewroteAll || !slices.Contains(live, name) {
+				require.False(t, seen[name], "%s: %s was used before", step, name)
+			}
+			seen[name] = true
+		}
+		live = live[:0]
+		for _, p := range l.Segments {
+			live = append(live, filepath.Base(p))
+		}
+	}
+	s := openTestStore(t, path, cfg)
+	for round := range 3 {
+		appendAll(t, s, numbered(3)...)
+		note("append", false)
+		failAll(t, s) // every record kept: the output has the source's range
+		note(fmt.Sprint("failed round ", round), true)
+	}
+	failAll(t, s) // one segment drained, every record kept: same range
+	note("failed round with one segment", true)
+	require.NoError(t, s.Close())
+
+	// Damage a segment: open rewrites it under a new name.
+	l, err := Files(path)
+	require.NoError(t, err)
+	require.NotEmpty(t, l.Segments)
+	appendRaw(t, l.Segments[0], []byte("not json\n"))
+	s = openTestStore(t, path, cfg)
+	require.False(t, s.RepairReport().Clean())
+	note("repair at open", false)
+	assert.NotContains(t, live, filepath.Base(l.Segments[0]), "repaired under a new name")
+	assert.Len(t, drainAll(t, s), 9)
+	note("drained", true)
+	require.NoError(t, s.Close())
+
+	// Nothing left but the ledger: numbering goes on from it.
+	s = openTestStore(t, path, cfg)
+	appendAll(t, s, numbered(3)...)
+	_, err = s.Replay(t.Context(), refuseAll)
+	require.NoError(t, err)
+	note("after a restart with no segment", true)
+	assert.Len(t, drainAll(t, s), 3)
+	assert.GreaterOrEqual(t, len(seen), 10)
+}

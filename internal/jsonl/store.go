@@ -152,7 +152,7 @@ type Store struct {
 	// Lock order: syncMu, then mu. syncMu serialises fsyncs of the active
 	// file with sealing it; mu guards the fields below.
 	syncMu    sync.Mutex
-	nextSeq   uint64        // guarded by syncMu
+	nextSeq   atomic.Uint64 // the next sequence number to give out (see store_layout.go)
 	syncedGen atomic.Uint64 // generations known fsynced; stored only under syncMu and mu
 	appending atomic.Int32  // SyncAlways appenders between entry and write
 	syncErrs  atomic.Int64  // failed fsyncs of the active file
@@ -297,45 +297,65 @@ func (s *Store) recover() error {
 				"torn_bytes", rep.TornBytes, "legacy_rewritten", rep.LegacyRewritten)
 		}
 	}
-	stored, err := loadLedger(s.fs, s.path+ledgerSuffix)
+	l, err := loadLedger(s.fs, s.path+ledgerSuffix)
 	if err != nil {
 		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
 	}
+	stored := l.Segments
+	// A sequence number is never given out twice (see store_layout.go):
+	// not one the ledger's names may use, not one a segment's name uses.
+	next := max(l.Next, 1)
+	for _, seg := range segs {
+		next = max(next, seg.seq()+1)
+	}
+	s.nextSeq.Store(next)
 	s.marks = map[string]mark{}
+	// The queue's head is the first record of the first segment that has
+	// one pending: read from that segment only.
+	var head time.Time
+	headFound := false
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
-		s.nextSeq = max(s.nextSeq, seg.hi+1)
-		m, ok, head, err := matchMark(s.fs, seg, stored[name], maxLine)
+		m, ok, err := matchMark(s.fs, seg, stored[name])
 		if err != nil {
 			return err
 		}
 		if ok && m.Records > 0 && !s.cfg.CheckAll {
-			// Counted when it was sealed: no scan. A sealed segment is
-			// checked line by line when it is replayed.
-			if m.Off > 0 {
+			// Counted when it was sealed or written: no scan. A sealed
+			// segment is checked line by line when it is replayed.
+			n := max(m.Records-m.Lines, 0)
+			if n > 0 && !headFound {
 				if head, err = headTime(s.fs, seg.path, m.Off, maxLine); err != nil {
 					return err
 				}
+				headFound = true
 			}
 			s.marks[name] = m
-			s.count(fileSummary{records: max(m.Records-m.Lines, 0), size: seg.size, first: head})
+			s.pendingRecords += n
+			s.pendingBytes += seg.size
 			continue
 		}
-		rep, sum, err := repairFile(s.fs, s.path, seg.path, quarantine, maxLine, m.Off)
+		rewriteTo := func() string { return rewritePath(s.path, seg.lo, seg.hi, s.nextSeq.Add(1)-1) }
+		rep, sum, err := repairFile(s.fs, s.path, seg.path, rewriteTo, quarantine, maxLine, m.Off)
 		if err != nil {
 			return err
 		}
 		note(rep)
-		s.count(sum)
-		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 || sum.firstID == "" {
-			continue // a rewritten segment counted every record: no mark
+		s.pendingRecords += sum.records
+		s.pendingBytes += sum.size
+		if sum.records > 0 && !headFound {
+			head, headFound = sum.first, true
 		}
-		// Learn its count, so the next open needs no scan.
-		m.Size, m.First, m.Records = seg.size, sum.firstID, m.Lines+sum.records
-		s.marks[name] = m
-	}
-	if s.nextSeq == 0 {
-		s.nextSeq = 1
+		switch {
+		case sum.firstID == "":
+		case sum.path != seg.path:
+			// Rewritten under a new name, every record counted again.
+			s.marks[filepath.Base(sum.path)] = mark{Size: sum.size, First: sum.firstID, Records: sum.records}
+		default:
+			// Learn its count, so the next open needs no scan.
+			m.Size, m.First, m.Records = seg.size, sum.firstID, m.Lines+sum.records
+			s.marks[name] = m
+		}
 	}
 	var activeSum fileSummary
 	if _, err := s.fs.Lstat(s.path); err == nil {
@@ -343,16 +363,21 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
-		s.count(sum)
+		s.pendingRecords += sum.records
+		s.pendingBytes += sum.size
 		activeSum = sum
+		if sum.records > 0 && !headFound {
+			head = sum.first
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		// Taking it for missing would write new records over old ones.
 		return fmt.Errorf("syncbreaker: %w", err)
 	}
+	s.oldest = head
 	if !maps.Equal(s.marks, stored) {
-		// Entries of segments gone or rewritten go now, before a later
-		// segment can take one of their names; counts learned are kept.
-		if err := saveLedger(s.fs, s.path, s.marks); err != nil {
+		// Entries of segments gone or rewritten go now; counts learned
+		// are kept.
+		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load()); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
@@ -393,7 +418,7 @@ func (s *Store) createActive() (fsx.File, error) {
 func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, note func(FileRepair)) (fileSummary, error) {
 	name := filepath.Base(s.path)
 	if known.Records > 0 && known.First != "" && !s.cfg.CheckAll {
-		id, size, err := firstID(s.fs, s.path, maxLine)
+		id, size, err := readFirstID(s.fs, s.path)
 		if err != nil {
 			return fileSummary{}, err
 		}
@@ -408,7 +433,7 @@ func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, no
 			}
 		}
 	}
-	rep, sum, err := repairFile(s.fs, s.path, s.path, quarantine, maxLine, 0)
+	rep, sum, err := repairFile(s.fs, s.path, s.path, nil, quarantine, maxLine, 0)
 	if err != nil {
 		return sum, err
 	}
@@ -454,7 +479,7 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 	if maps.Equal(next, s.marks) {
 		return nil
 	}
-	err := saveLedger(s.fs, s.path, next)
+	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load())
 	if err == nil || always {
 		s.marks = next
 	}

@@ -16,7 +16,9 @@ import (
 // A store at path P is a set of files in P's directory:
 //
 //	P                          active: appends go here, nothing else writes it
-//	P.seg.<lo>-<hi>            sealed segments, drained oldest (lowest hi) first
+//	P.seg.<lo>-<hi>            a sealed segment (lo = hi), drained oldest (lowest hi) first
+//	P.seg.<lo>-<hi>.<rev>      a segment rewritten by a replay or a repair
+//	P.ledger                   drain progress and record counts (see ledger.go)
 //	P.dead                     dead-lettered records (MaxAttempts reached)
 //	P.quarantine               lines that could not be read, byte for byte
 //	P.lock                     held (flock / exclusive open) by the owner
@@ -24,9 +26,13 @@ import (
 //
 // A segment's range names the sealed sequence numbers whose records it
 // holds. A replay writes the records it keeps from segments lo..hi into one
-// new segment named lo-hi, which supersedes every segment whose range lies
-// inside it; they are deleted right after, or at the next open if the
-// process dies first.
+// new segment lo-hi.<rev>, which supersedes every segment whose range lies
+// inside it (the same range included, at a lower rev); they are deleted
+// right after, or at the next open if the process dies first. A repair at
+// open rewrites a segment the same way. Seals, replays and repairs take
+// their numbers (hi for a seal, rev for a rewrite) from one counter that
+// never goes back, kept in the ledger across restarts, so a name is never
+// used twice: the ledger's entries stay bound to the file they describe.
 
 const (
 	segInfix         = ".seg."
@@ -76,24 +82,46 @@ func Files(path string) (Layout, error) {
 type segment struct {
 	path   string
 	lo, hi uint64
+	rev    uint64 // 0 for a sealed segment, else the rewrite's sequence number
 	size   int64
 }
 
+// seq is the highest sequence number in the segment's name.
+func (s segment) seq() uint64 { return max(s.hi, s.rev) }
+
+// segmentPath names a segment of the range lo-hi with no rev: what a seal
+// or a requeue makes of one sequence number (lo = hi), or what an earlier
+// version named a replay's output.
 func segmentPath(path string, lo, hi uint64) string {
 	return fmt.Sprintf("%s%s%016d-%016d", path, segInfix, lo, hi)
 }
 
-func parseSegmentRange(s string) (lo, hi uint64, ok bool) {
+// rewritePath names the segment that replaces segments lo..hi, rewritten
+// under the fresh sequence number rev.
+func rewritePath(path string, lo, hi, rev uint64) string {
+	return fmt.Sprintf("%s%s%016d-%016d.%016d", path, segInfix, lo, hi, rev)
+}
+
+// parseSegmentName parses what follows P.seg. in a segment's name.
+func parseSegmentName(s string) (lo, hi, rev uint64, ok bool) {
+	s, revStr, hasRev := strings.Cut(s, ".")
 	a, b, found := strings.Cut(s, "-")
 	if !found {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	lo, err1 := strconv.ParseUint(a, 10, 64)
 	hi, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil || lo > hi {
-		return 0, 0, false
+	var err3 error
+	if hasRev {
+		rev, err3 = strconv.ParseUint(revStr, 10, 64)
+		if rev == 0 {
+			err3 = strconv.ErrSyntax
+		}
 	}
-	return lo, hi, true
+	if err1 != nil || err2 != nil || err3 != nil || lo > hi {
+		return 0, 0, 0, false
+	}
+	return lo, hi, rev, true
 }
 
 // listStore returns the live segments in replay order, the superseded
@@ -118,7 +146,7 @@ func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []st
 		case strings.HasPrefix(name, base+tmpInfix):
 			temps = append(temps, filepath.Join(dir, name))
 		case strings.HasPrefix(name, base+segInfix) && e.Type().IsRegular():
-			lo, hi, ok := parseSegmentRange(name[len(base+segInfix):])
+			lo, hi, rev, ok := parseSegmentName(name[len(base+segInfix):])
 			if !ok {
 				continue
 			}
@@ -126,11 +154,11 @@ func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []st
 			if err != nil {
 				continue // removed meanwhile
 			}
-			all = append(all, segment{path: filepath.Join(dir, name), lo: lo, hi: hi, size: info.Size()})
+			all = append(all, segment{path: filepath.Join(dir, name), lo: lo, hi: hi, rev: rev, size: info.Size()})
 		}
 	}
 	slices.SortFunc(all, func(a, b segment) int {
-		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(b.lo, a.lo)) // wider range first
+		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(b.lo, a.lo), cmp.Compare(b.rev, a.rev)) // wider range, then newer rewrite, first
 	})
 	for i, s := range all {
 		if supersededBy(s, all, i) {
@@ -142,10 +170,11 @@ func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []st
 	return live, superseded, temps, nil
 }
 
-// supersededBy reports whether another segment's range contains s's.
+// supersededBy reports whether another segment's range contains s's: a
+// wider one, or the same one rewritten later.
 func supersededBy(s segment, all []segment, self int) bool {
 	for j, o := range all {
-		if j != self && o.lo <= s.lo && s.hi <= o.hi && (o.lo != s.lo || o.hi != s.hi) {
+		if j != self && o.lo <= s.lo && s.hi <= o.hi && (o.lo != s.lo || o.hi != s.hi || o.rev > s.rev) {
 			return true
 		}
 	}

@@ -36,6 +36,7 @@ func (r RepairReport) Clean() bool {
 
 // fileSummary is what a pass over a readable file learns.
 type fileSummary struct {
+	path    string // where the file is now: a rewrite may have renamed it
 	records int64
 	size    int64
 	first   time.Time // EnqueuedAt of the first record counted
@@ -47,17 +48,20 @@ type fileSummary struct {
 // only read. Otherwise the good records (legacy lines converted) are
 // rewritten through an atomicFile and the bad lines appended to the
 // quarantine (see triage), which is fsynced before the rename replaces
-// path. A crash before the rename leaves path as it was and a temp file
-// that the next open deletes; the quarantine may then hold a line twice,
-// which loses nothing. A failure before the rename takes the lines back
-// out of the quarantine.
+// path: in place for the active file (rewriteTo nil), under the new name
+// rewriteTo gives for a segment, which supersedes it (see
+// store_layout.go), so a name the ledger may hold is never reused. A
+// crash before the rename leaves path as it was and a temp file that the
+// next open deletes; the quarantine may then hold a line twice, which
+// loses nothing. A failure before the rename takes the lines back out of
+// the quarantine.
 //
 // Records below the byte offset settled are not pending (a replay's
 // watermark, see ledger.go) and not counted, unless the file is rewritten:
 // then every record in it counts again, and the caller drops the mark.
-func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine int, settled int64) (FileRepair, fileSummary, error) {
+func repairFile(fsys fsx.FS, store, path string, rewriteTo func() string, quarantine *appendLog, maxLine int, settled int64) (FileRepair, fileSummary, error) {
 	rep := FileRepair{Path: path}
-	var sum fileSummary
+	sum := fileSummary{path: path}
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return rep, sum, fmt.Errorf("syncbreaker: open %s: %w", filepath.Base(path), err)
@@ -94,14 +98,21 @@ func repairFile(fsys fsx.FS, store, path string, quarantine *appendLog, maxLine 
 		sum.size = fi.Size()
 		return rep, sum, nil
 	}
-	sum, err = rewriteFile(fsys, store, path, tri, mtime, &rep)
+	target := path
+	if rewriteTo != nil {
+		target = rewriteTo()
+	}
+	sum, err = rewriteFile(fsys, store, path, target, tri, mtime, &rep)
 	return rep, sum, err
 }
 
 var errStopScan = errors.New("stop scan")
 
-func rewriteFile(fsys fsx.FS, store, path string, tri *triage, mtime time.Time, rep *FileRepair) (fileSummary, error) {
-	var sum fileSummary
+// rewriteFile writes the records of the file at path that tri keeps to
+// target (path itself, or a name that supersedes it, in which case path
+// is removed after the rename).
+func rewriteFile(fsys fsx.FS, store, path, target string, tri *triage, mtime time.Time, rep *FileRepair) (fileSummary, error) {
+	sum := fileSummary{path: path}
 	fail := func(err error) (fileSummary, error) {
 		return sum, wrapErr(err, "repair %s", filepath.Base(path))
 	}
@@ -132,7 +143,7 @@ func rewriteFile(fsys fsx.FS, store, path string, tri *triage, mtime time.Time, 
 			return err
 		}
 		if sum.records == 0 {
-			sum.first = e.Record.EnqueuedAt
+			sum.first, sum.firstID = e.Record.EnqueuedAt, e.Record.ID
 		}
 		sum.records++
 		if e.Legacy {
@@ -152,15 +163,24 @@ func rewriteFile(fsys fsx.FS, store, path string, tri *triage, mtime time.Time, 
 	if err == nil {
 		srcOpen = false
 		_ = src.Close() // Windows cannot rename over an open file
-		renamed, err = out.Commit(path)
+		renamed, err = out.Commit(target)
 	}
 	if err != nil && !renamed {
 		err = errors.Join(err, quarantine.rollback(mark))
 	}
 	rep.QuarantinedBytes = quarantine.mark() - mark
 	sum.size = out.Size()
+	if renamed {
+		sum.path = target
+	}
 	if err != nil {
-		return fail(err)
+		return sum, wrapErr(err, "repair %s", filepath.Base(path))
+	}
+	if target != path && fsys.Remove(path) == nil {
+		// Superseded by target, so it is not pending whether or not its
+		// removal is durable: if it fails, or comes back after a power
+		// loss, the next open removes it.
+		_ = fsys.SyncDir(filepath.Dir(path))
 	}
 	return sum, nil
 }
