@@ -244,21 +244,25 @@ func BenchmarkReplay(b *testing.B) {
 }
 
 // BenchmarkOpen opens a store of n 1 KiB records (64 MiB segments, the
-// rest in the active file) that was closed cleanly, and closes it: the
-// time a daemon's restart pays. With the ledger's counts it reads no
-// record file line by line; "scan" is the same store with its ledger
-// deleted before each open, which reads every record as before the ledger.
+// rest in the active file) and closes it: the time a daemon's restart
+// pays. The store is written under SyncInterval (1 ms), so the ledger
+// holds every sealed segment's count and, every 4 MiB, the active file's.
+// "ledger" opens it as a clean Close left it; "killed" as a kill -9 would
+// have, with the ledger as it was before Close (the active file's entry
+// the last periodic one, so the rest of the file is read); "scan" with its
+// ledger deleted, which reads every record as before the ledger.
 //
-//	go test -run '^$' -bench Open -benchmem ./internal/jsonl/
-//	SYNCBREAKER_BENCH_MILLION=1 go test -run '^$' -bench Open -benchmem ./internal/jsonl/
+//	go test -run '^$' -bench 'Open/' -benchmem ./internal/jsonl/
+//	SYNCBREAKER_BENCH_MILLION=1 go test -run '^$' -bench 'Open/' -benchmem ./internal/jsonl/
 func BenchmarkOpen(b *testing.B) {
 	sizes := []int{10_000, 100_000}
 	if os.Getenv("SYNCBREAKER_BENCH_MILLION") != "" {
 		sizes = append(sizes, 1_000_000)
 	}
+	cfg := Config{Sync: SyncInterval, SyncInterval: time.Millisecond, MaxBytes: -1}
 	for _, n := range sizes {
 		path := filepath.Join(b.TempDir(), "p.jsonl")
-		s, err := Open(path, Config{Sync: SyncNever, MaxBytes: -1})
+		s, err := Open(path, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -267,27 +271,47 @@ func BenchmarkOpen(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		time.Sleep(50 * time.Millisecond) // the last background fsync
+		killed, err := os.ReadFile(path + ledgerSuffix)
+		if err != nil {
+			b.Fatal(err)
+		}
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
-		for _, mode := range []string{"ledger", "scan"} {
+		clean, err := os.ReadFile(path + ledgerSuffix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{"ledger", "killed", "scan"} {
 			b.Run(fmt.Sprintf("%s/n=%d", mode, n), func(b *testing.B) {
 				for b.Loop() {
-					if mode == "scan" {
-						b.StopTimer()
-						_ = os.Remove(path + ledgerSuffix)
-						b.StartTimer()
+					b.StopTimer()
+					var err error
+					switch mode {
+					case "ledger":
+						err = os.WriteFile(path+ledgerSuffix, clean, 0o600)
+					case "killed":
+						err = os.WriteFile(path+ledgerSuffix, killed, 0o600)
+					case "scan":
+						err = os.Remove(path + ledgerSuffix)
 					}
-					s, err := Open(path, Config{Sync: SyncNever, MaxBytes: -1})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					s, err := Open(path, cfg)
 					if err != nil {
 						b.Fatal(err)
 					}
 					if got := s.Stats().PendingRecords; got != int64(n) {
 						b.Fatalf("open counted %d of %d records", got, n)
 					}
+					b.StopTimer()
 					if err := s.Close(); err != nil {
 						b.Fatal(err)
 					}
+					b.StartTimer()
 				}
 			})
 		}
