@@ -382,6 +382,10 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 	b.settler, _ = republisher.(Settler)
 	if tr, ok := republisher.(*TopicRepublisher); ok && tr.settleTimeout > 0 {
 		b.respiller = tr
+		if ls, ok := store.(lateSettler); ok {
+			fn := ls.settleLate
+			tr.onLate.Store(&fn)
+		}
 	}
 	b.notifier.fn = cfg.OnStateChange
 	b.notifier.log = log

@@ -21,7 +21,7 @@ type Record struct {
 
 // ReplayResult says what one Replay did.
 type ReplayResult struct {
-	Republished int // records for which fn returned nil, now removed
+	Republished int // records for which fn returned nil, or handled late (see TopicRepublisher.Settle), now removed
 	Remaining   int // records still pending afterwards
 	// Failed counts records fn failed that stay pending with Attempts+1.
 	Failed int

@@ -129,8 +129,10 @@ type TopicRepublisher struct {
 	prepare  func(*message.Message, Record)
 
 	settleTimeout time.Duration
-	token         string                         // MetadataSettleToken of this republisher's messages
-	waiters       []atomic.Pointer[settleWaiter] // one per in-flight slot; nil when not waiting
+	token         string                          // MetadataSettleToken of this republisher's messages
+	waiters       []atomic.Pointer[settleWaiter]  // one per in-flight slot; nil when not waiting
+	late          lateIDs                         // records Republish gave up on (see late_settle.go)
+	onLate        atomic.Pointer[func(id string)] // told of a late success; set by New
 }
 
 // settleWaiter is a Republish waiting for its message to be settled.
@@ -268,6 +270,7 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 	if !r.waiters[slot].CompareAndSwap(w, nil) {
 		return settled(rec, <-w.done) // a Settle won the race: it has sent
 	}
+	r.late.add(rec.ID) // its handler may still finish (see late_settle.go)
 	return err
 }
 
@@ -328,8 +331,12 @@ func (e *notHandledError) Unwrap() []error { return []error{ErrNotHandled, e.err
 // a GoChannel). An error marked with Permanent moves the record to the
 // dead letters.
 //
-// Messages r did not republish (fresh traffic, other republishers), and
-// those it no longer waits for (settled already, timed out, published
+// A message whose Republish gave up waiting (SettleTimeout, or its caller's
+// context ended) returns true too, and its record stays pending; with err
+// nil the store, when it can (a JSONLStore wired by New), removes the
+// record at its next replay instead of delivering it again (see
+// late_settle.go). Messages r did not republish (fresh traffic, other
+// republishers), and those it no longer knows (settled already, published
 // before a restart), return false at the cost of one metadata lookup: no
 // lock, no allocation. The daemon then handles msg as fresh data. Settle
 // never blocks and is safe from any goroutine, more than once, and after
@@ -345,7 +352,13 @@ func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
 			return true
 		}
 	}
-	return false
+	if !r.late.take(msg.UUID) {
+		return false
+	}
+	if fn := r.onLate.Load(); fn != nil && err == nil {
+		(*fn)(msg.UUID)
+	}
+	return true
 }
 
 // settleRespilled settles, as not handled, the waiting message whose

@@ -21,9 +21,12 @@ var _ Settler = (*TopicRepublisher)(nil)
 // forwards to the Breaker's republisher when that is a Settler, and returns
 // whether the republisher was waiting for msg; then the daemon acks msg,
 // whatever err is: nil removes the record from the store, an error leaves
-// it pending in its place (a Permanent one dead-letters it). A false return
-// means msg is fresh traffic, or nobody waits for it any more: ack or nack
-// it as usual.
+// it pending in its place (a Permanent one dead-letters it). That holds
+// for a message handled after its Republish gave up waiting for it too: a
+// JSONLStore then removes the record at the next round instead of
+// delivering it again (see late_settle.go). A false return means msg is
+// fresh traffic, or was republished before a restart, or settled already:
+// ack or nack it as usual.
 //
 //	for msg := range messages {
 //		err := handle(msg) // IsOpen, SaveForRetry, RecordFailure, RecordSuccess

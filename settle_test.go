@@ -3,6 +3,7 @@ package syncbreaker_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -145,7 +146,8 @@ func TestRepublishSettleTimeoutAndCancel(t *testing.T) {
 			require.ErrorIs(t, err, syncbreaker.ErrSettleTimeout)
 			assert.ErrorIs(t, err, syncbreaker.ErrNotAttempted, "a timeout is not a failed delivery")
 			assert.Contains(t, err.Error(), rec.ID)
-			assert.False(t, rig.rep.Settle(msg, nil))
+			assert.True(t, rig.rep.Settle(msg, nil), "handled late: the republisher knows it (see TestLateSettleIsNotDeliveredAgain)")
+			assert.False(t, rig.rep.Settle(msg, nil), "once")
 			msg.Ack()
 		})
 	})
@@ -158,7 +160,8 @@ func TestRepublishSettleTimeoutAndCancel(t *testing.T) {
 			require.True(t, pending(done))
 			cancel()
 			assert.ErrorIs(t, <-done, context.Canceled)
-			assert.False(t, rig.rep.Settle(msg, nil))
+			assert.True(t, rig.rep.Settle(msg, nil), "handled late")
+			assert.False(t, rig.rep.Settle(msg, nil), "once")
 			msg.Ack()
 		})
 	})
@@ -280,4 +283,66 @@ func TestSettleWithSeveralInFlight(t *testing.T) {
 		assert.Equal(t, 3, handled)
 		assert.Equal(t, 1, refused)
 	})
+}
+
+// A message the daemon handles after its Republish gave up waiting
+// (SettleTimeout) is not delivered again: the late Settle returns true (the
+// daemon acks it) and tells the store, which removes the record at the next
+// round without republishing it. A late failure leaves it pending.
+func TestLateSettleIsNotDeliveredAgain(t *testing.T) {
+	for _, late := range []error{nil, errors.New("server refused it")} {
+		t.Run(errString(late), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store, err := syncbreaker.OpenJSONLStore(filepath.Join(t.TempDir(), "p.jsonl"), syncbreaker.StoreConfig{})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = store.Close() })
+				rig := newSettleRig(t, gochannel.Config{}, 30*time.Second)
+				b, err := syncbreaker.New(syncbreaker.Config{}, store, rig.rep)
+				require.NoError(t, err)
+				recs := testRecords(3)
+				for _, r := range recs {
+					require.NoError(t, store.Append(t.Context(), r.Payload))
+				}
+				type round struct {
+					res syncbreaker.ReplayResult
+					err error
+				}
+				done := make(chan round, 1)
+				retry := func() {
+					go func() {
+						res, err := b.RetryPending(t.Context())
+						done <- round{res, err}
+					}()
+				}
+
+				retry()
+				slow := <-rig.msgs // the handler takes longer than SettleTimeout
+				first := <-done
+				require.ErrorIs(t, first.err, syncbreaker.ErrSettleTimeout)
+				require.True(t, b.Settle(slow, late), "handled late: ack it")
+				slow.Ack()
+
+				retry()
+				var got [][]byte
+				for second := (round{}); ; {
+					select {
+					case msg := <-rig.msgs:
+						got = append(got, msg.Payload)
+						require.True(t, b.Settle(msg, nil))
+						msg.Ack()
+						continue
+					case second = <-done:
+					}
+					require.NoError(t, second.err)
+					break
+				}
+				if late == nil {
+					assert.Equal(t, [][]byte{recs[1].Payload, recs[2].Payload}, got, "the late-handled record is not delivered again")
+				} else {
+					assert.Equal(t, [][]byte{recs[0].Payload, recs[1].Payload, recs[2].Payload}, got, "a late failure stays pending")
+				}
+				assert.Zero(t, store.Stats().PendingRecords)
+			})
+		})
+	}
 }

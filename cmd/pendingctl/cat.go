@@ -96,7 +96,7 @@ func (c catter) run(path string, stdout, stderr io.Writer) int {
 	skipped := 0
 	marks := settledMarks(path) // delivered lines are not pending
 	if c.which != "" {
-		marks = nil
+		marks = jsonl.Delivered{}
 	}
 	for _, file := range files {
 		err := scanPending(file, marks, c.cfg, func(e jsonl.ScanEntry) error {

@@ -98,3 +98,30 @@ func TestLedgerMismatchMeansRedelivery(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, 5, strings.Count(r.stdout, "\n"))
 }
+
+// A record the daemon handled after its round gave up on it (a late
+// settle: a tombstone in the ledger) is not listed as pending either.
+func TestLedgerLateSettledRecordsAreNotPending(t *testing.T) {
+	path, segment := sealedStore(t)
+	var second string
+	n := 0
+	require.NoError(t, jsonl.ScanFile(segment, jsonl.ScanConfig{}, func(e jsonl.ScanEntry) error {
+		if n == 1 {
+			second = e.Record.ID
+		}
+		n++
+		return nil
+	}))
+	data := fmt.Sprintf(`{"v":1,"segments":{},"settled":[%q]}`, second)
+	require.NoError(t, os.WriteFile(path+".ledger", []byte(data), 0o600))
+
+	r := pendingctl(t, "stat", "--json", path)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var st statReport
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	assert.EqualValues(t, 4, st.Pending.Records)
+
+	r = pendingctl(t, "cat", path)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "\"a\"\n\"c\"\n\"d\"\n\"e\"\n", r.stdout)
+}

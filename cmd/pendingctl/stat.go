@@ -103,7 +103,7 @@ func statStore(path string, cfg jsonl.ScanConfig) (*statReport, error) {
 	if l.Dead != "" {
 		dead = []string{l.Dead}
 	}
-	if err := tallyRecords(dead, nil, cfg, &rep.Dead); err != nil {
+	if err := tallyRecords(dead, jsonl.Delivered{}, cfg, &rep.Dead); err != nil {
 		return nil, err
 	}
 	if l.Quarantine != "" {
@@ -121,7 +121,7 @@ func statStore(path string, cfg jsonl.ScanConfig) (*statReport, error) {
 
 // tallyRecords adds what files hold to st, one streaming pass each,
 // leaving out what the ledger marks as delivered.
-func tallyRecords(files []string, marks map[string]int64, cfg jsonl.ScanConfig, st *recordStat) error {
+func tallyRecords(files []string, marks jsonl.Delivered, cfg jsonl.ScanConfig, st *recordStat) error {
 	hist := map[int]int64{}
 	var oldest, newest time.Time
 	for _, path := range files {

@@ -62,23 +62,23 @@ func pendingFiles(l jsonl.Layout) []string {
 	return files
 }
 
-// settledMarks returns, by segment path, the byte offset below which the
-// store's ledger says every line is delivered: a drain settled them before
-// it stopped or crashed, and the store skips them. A ledger the store
-// could not read counts as none, as it does for the store.
-func settledMarks(path string) map[string]int64 {
-	m, err := jsonl.Marks(path)
+// settledMarks returns what the store's ledger says is delivered though
+// still in its files: in each segment, the lines below the offset a drain
+// settled before it stopped or crashed, and records the daemon handled
+// after their round gave up on them. The store skips both. A ledger the
+// store could not read counts as none, as it does for the store.
+func settledMarks(path string) jsonl.Delivered {
+	d, err := jsonl.ReadDelivered(path)
 	if err != nil {
-		return nil
+		return jsonl.Delivered{}
 	}
-	return m
+	return d
 }
 
-// scanPending is scanFile without the lines below the file's mark.
-func scanPending(path string, marks map[string]int64, cfg jsonl.ScanConfig, fn func(jsonl.ScanEntry) error) error {
-	below := marks[path]
+// scanPending is scanFile without the lines the ledger says are delivered.
+func scanPending(path string, delivered jsonl.Delivered, cfg jsonl.ScanConfig, fn func(jsonl.ScanEntry) error) error {
 	return scanFile(path, cfg, func(e jsonl.ScanEntry) error {
-		if e.Offset < below {
+		if delivered.Has(path, e) {
 			return nil
 		}
 		return fn(e)

@@ -730,7 +730,8 @@ func scanSweepStore(path string) (sweepDisk, error) {
 	}
 	// Lines below a segment's watermark are delivered, not pending (see
 	// ledger.go); a ledger the store could not read counts as none.
-	marks, _ := Marks(path)
+	delivered, _ := ReadDelivered(path)
+	marks := delivered.Below
 	for _, p := range slices.Concat([]string{l.Active}, l.Segments) {
 		if p != "" {
 			if err := scan(p, d.pending, true, marks[p]); err != nil {

@@ -59,6 +59,9 @@ type ledgerFile struct {
 	// never gives out a lower one again (see store_layout.go).
 	Next     uint64          `json:"next,omitempty"`
 	Segments map[string]mark `json:"segments"` // by the segment's base name
+	// Settled holds the IDs of records handled after their round gave up
+	// on them (see late_settle.go), oldest first.
+	Settled []string `json:"settled,omitempty"`
 }
 
 const ledgerVersion = 1
@@ -87,11 +90,12 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 	return l, nil
 }
 
-// saveLedger replaces the ledger at path with marks and next, the store's
-// next sequence number. It writes one even with no marks, to keep next.
-func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64) error {
+// saveLedger replaces the ledger at path with marks, next (the store's
+// next sequence number) and the late-settled IDs. It writes one even with
+// no marks, to keep next.
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, settled []string) error {
 	path := store + ledgerSuffix
-	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks})
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: settled})
 	if err != nil {
 		return err
 	}
@@ -168,31 +172,48 @@ func headTime(fsys fsx.FS, path string, off int64, maxLine int) (time.Time, erro
 	return t, nil
 }
 
-// Marks returns the byte offset below which each sealed segment of the
-// store at path is settled, by the segment's path, for readers that take
-// no lock (pendingctl): lines below it are delivered, not pending. Like
-// the store, it keeps only marks that match their segment as it is.
-func Marks(path string) (map[string]int64, error) {
+// Delivered is what the ledger of a store says is delivered although its
+// files still hold it, for readers that take no lock (pendingctl): such
+// records are not pending.
+type Delivered struct {
+	Below map[string]int64    // by segment path: every line below this byte offset
+	IDs   map[string]struct{} // records handled late (see late_settle.go)
+}
+
+// Has reports whether the line e of the file at path is delivered.
+func (d Delivered) Has(path string, e ScanEntry) bool {
+	if e.Offset < d.Below[path] {
+		return true
+	}
+	_, ok := d.IDs[e.Record.ID]
+	return ok && e.Problem == ProblemNone && e.Record.ID != ""
+}
+
+// ReadDelivered reads the ledger of the store at path. Like the store, it
+// keeps only marks that match their segment as it is.
+func ReadDelivered(path string) (Delivered, error) {
+	d := Delivered{Below: map[string]int64{}, IDs: map[string]struct{}{}}
 	l, err := loadLedger(fsx.OS{}, path+ledgerSuffix)
 	if err != nil {
-		return nil, err
+		return d, err
 	}
-	stored := l.Segments
 	segs, _, _, err := listStore(fsx.OS{}, path)
 	if err != nil {
-		return nil, err
+		return d, err
 	}
-	out := map[string]int64{}
 	for _, seg := range segs {
-		m, ok, err := matchMark(fsx.OS{}, seg, stored[filepath.Base(seg.path)])
+		m, ok, err := matchMark(fsx.OS{}, seg, l.Segments[filepath.Base(seg.path)])
 		if err != nil {
-			return nil, err
+			return d, err
 		}
 		if ok && m.Off > 0 {
-			out[seg.path] = m.Off
+			d.Below[seg.path] = m.Off
 		}
 	}
-	return out, nil
+	for _, id := range l.Settled {
+		d.IDs[id] = struct{}{}
+	}
+	return d, nil
 }
 
 // lineID returns the ID of a line the encoder wrote (see appendLine), or

@@ -25,7 +25,7 @@ type Record struct {
 // ReplayResult says what one Replay did; the root package's ReplayResult
 // has the same fields.
 type ReplayResult struct {
-	Republished int // records for which fn returned nil, now removed
+	Republished int // records for which fn returned nil, or settled late (see SettleLate), now removed
 	Remaining   int // records still pending afterwards
 	// Failed counts records fn failed that stay pending with Attempts+1.
 	Failed int

@@ -268,6 +268,7 @@ type drain struct {
 	// store's counters only at commit.
 	republished, deadLettered, quarantined int64
 	progress                               []*progress // per drained segment
+	lateSettled                            []string    // tombstones this drain consumed (see late_settle.go)
 	checkpointed                           time.Time   // when the ledger was last written
 }
 
@@ -330,6 +331,13 @@ func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled boo
 	// dead-lettered is written from stored, the bytes as read, which
 	// the scan leaves alone until the next line.
 	stored := e.Record
+	if s.tombstoned(stored.ID) {
+		// Handled after an earlier round gave up on it: not again.
+		d.republished++
+		d.res.Republished++
+		d.lateSettled = append(d.lateSettled, stored.ID)
+		return true, nil
+	}
 	rec := stored
 	rec.Payload = bytes.Clone(stored.Payload)
 	var ferr error
@@ -599,6 +607,7 @@ func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 	// Stale entries cannot match a rewritten file (see matchMark):
 	// dropping them keeps the ledger small, and the new segment's count
 	// spares the next open a scan of it.
+	s.dropTombstones(d.lateSettled)
 	err := s.updateLedger(true, func(m map[string]mark) {
 		for _, name := range gone {
 			delete(m, name)

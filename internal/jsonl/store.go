@@ -139,9 +139,11 @@ type Store struct {
 	// marks is what the ledger knows of each segment (see ledger.go), by
 	// base name. ledgerMu guards it and serialises writes of the ledger;
 	// it is taken after syncMu and mu, never before.
-	ledgerMu sync.Mutex
-	marks    map[string]mark
-	repair   RepairReport
+	ledgerMu  sync.Mutex
+	marks     map[string]mark
+	tomb      tombstones   // see late_settle.go; guarded by ledgerMu
+	tombCount atomic.Int64 // len(tomb.order), read without the lock
+	repair    RepairReport
 
 	// The side files, written only by Open and under replaySem; see
 	// applog.go. deadMoved is how much of the dead-letter file's head
@@ -302,6 +304,11 @@ func (s *Store) recover() error {
 		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
 	}
 	stored := l.Segments
+	for _, id := range l.Settled {
+		s.tomb.add(id)
+	}
+	s.tomb.dirty = false
+	s.tombCount.Store(int64(len(s.tomb.order)))
 	// A sequence number is never given out twice (see store_layout.go):
 	// not one the ledger's names may use, not one a segment's name uses.
 	next := max(l.Next, 1)
@@ -377,7 +384,7 @@ func (s *Store) recover() error {
 	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now; counts learned
 		// are kept.
-		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load()); err != nil {
+		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), s.tomb.order); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
@@ -476,10 +483,13 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 	defer s.ledgerMu.Unlock()
 	next := maps.Clone(s.marks)
 	change(next)
-	if maps.Equal(next, s.marks) {
+	if maps.Equal(next, s.marks) && !s.tomb.dirty {
 		return nil
 	}
-	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load())
+	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), s.tomb.order)
+	if err == nil {
+		s.tomb.dirty = false
+	}
 	if err == nil || always {
 		s.marks = next
 	}
