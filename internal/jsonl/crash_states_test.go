@@ -152,6 +152,26 @@ func crashWorkloads() []sweepWorkload {
 				r.replay("replay 1", r.failThirdRespill("replay 1"))
 				r.appendN(4, 6)
 			}},
+		// Records handled after their round: removed by the next drain
+		// without delivery, never before SettleLate, repeated only while
+		// no durable ledger holds the tombstone.
+		sweepWorkload{name: "late-settle", cfg: Config{MaxBytes: 8192, checkpointEvery: time.Second},
+			steps: func(r *sweepRun) {
+				r.appendN(0, 4)
+				var late []string
+				r.replay("replay 1", func(i int, rec Record) error {
+					if i%2 == 1 {
+						late = append(late, rec.ID)
+						return errors.New("timed out")
+					}
+					return nil
+				})
+				r.settleLate("settle late 1", late[0])
+				r.appendN(4, 5)
+				r.replay("replay 2", func(int, Record) error { return errors.New("refused") })
+				r.settleLate("settle late 2", late[1])
+				r.replay("replay 3", func(int, Record) error { return nil })
+			}},
 		sweepWorkload{name: "recovery-ledger", cfg: Config{MaxBytes: 8192, checkpointEvery: time.Second}, seed: seedDrainLeftovers,
 			steps: func(r *sweepRun) {
 				r.appendN(0, 1)
@@ -213,7 +233,8 @@ type crashRec struct {
 	ino, wrote  int  // the file and operation that appended it (wrote -1: seed)
 	ackAt       int
 	acceptAt    int
-	settledAt   int // the Replay that accepted it returned nil
+	settledAt   int  // the Replay that accepted it returned nil
+	late        bool // settled late (SettleLate), not by fn
 	durableAt   int
 	src         []crashLine  // where the delivery fn accepted read it from
 	floors      []crashFloor // Attempts floors, in order of at
@@ -445,6 +466,15 @@ func (b *crashBook) requeueStart() {
 }
 
 func (b *crashBook) requeueDone(error) {}
+
+// lateSettled: the record counts as accepted from here (the store may
+// remove it), and its tombstone promises nothing until a ledger holding it
+// is durable (see mayRepeat).
+func (b *crashBook) lateSettled(id string) {
+	r := b.byID[id]
+	r.acceptAt, r.late = b.fs.ops(), true
+	r.src = b.fs.locate(id)
+}
 
 // at returns the book as it stood at crash point k, for a trace that
 // starts there: everything it knew then happened at point 0.
@@ -912,6 +942,7 @@ type crashObs struct {
 	openErr, replayErr error
 	readTemp           bool // the store read a temp file it did not write
 	statsPending       int64
+	removedLate        int64       // records the Replay removed as settled late, without delivering them
 	pending, dead      []crashCopy // in replay order; dead-letter file order
 }
 
@@ -943,37 +974,41 @@ func observe(img crashImage, cfg Config) crashObs {
 		}
 		return nil
 	})
-	_, o.replayErr = s.Replay(context.Background(), func(_ context.Context, rec Record) error {
+	res, err := s.Replay(context.Background(), func(_ context.Context, rec Record) error {
 		o.pending = append(o.pending, crashCopy{id: rec.ID, attempts: rec.Attempts})
 		return nil
 	})
+	o.replayErr = err
+	o.removedLate = int64(res.Republished - len(o.pending)) // tombstones (see late_settle.go)
 	return o
 }
 
 // crashFinding is one failed check of one crash state.
 type crashFinding struct{ check, detail string }
 
-// durableLedger returns the ledger's marks as the last directory fsync and
-// the ledger file's last fsync left them.
-func (w *crashWalk) durableLedger() map[string]mark {
+// durableLedger returns the ledger as the last directory fsync and the
+// ledger file's last fsync left it (empty if none).
+func (w *crashWalk) durableLedger() ledgerFile {
+	var l ledgerFile
 	ino, ok := w.durable["p.jsonl"+ledgerSuffix]
 	if !ok {
-		return nil
+		return l
 	}
-	var l ledgerFile
 	if json.Unmarshal(w.synced[ino], &l) != nil || l.Version != ledgerVersion {
-		return nil
+		return ledgerFile{}
 	}
-	return l.Segments
+	return l
 }
 
 // mayRepeat reports whether record r, accepted by fn, may be pending again
 // at the walk's point: neither did the store promise it settled (its
 // Replay returned nil, or a checkpoint covering it was done) nor did the
 // model make its settling durable (its source segment gone, or covered by
-// the durable ledger).
-func (w *crashWalk) mayRepeat(b *crashBook, r *crashRec, marks map[string]mark) bool {
-	if r.settledAt >= 0 && r.settledAt <= w.k {
+// the durable ledger, or, settled late, its tombstone in the durable
+// ledger).
+func (w *crashWalk) mayRepeat(b *crashBook, r *crashRec, l ledgerFile) bool {
+	marks := l.Segments
+	if r.settledAt >= 0 && r.settledAt <= w.k || r.late && slices.Contains(l.Settled, r.id) {
 		return false
 	}
 	for _, loc := range r.src {
@@ -997,7 +1032,7 @@ func (w *crashWalk) mayRepeat(b *crashBook, r *crashRec, marks map[string]mark) 
 }
 
 // check runs the oracle on one crash state.
-func (tr *crashTrace) check(w *crashWalk, v crashVariant, img crashImage, o crashObs, marks map[string]mark) []crashFinding {
+func (tr *crashTrace) check(w *crashWalk, v crashVariant, img crashImage, o crashObs, ledger ledgerFile) []crashFinding {
 	var out []crashFinding
 	find := func(check, format string, args ...any) {
 		out = append(out, crashFinding{check: check, detail: fmt.Sprintf(format, args...)})
@@ -1009,8 +1044,8 @@ func (tr *crashTrace) check(w *crashWalk, v crashVariant, img crashImage, o cras
 	if o.replayErr != nil {
 		find("replay-failed", "the Replay after Open failed: %v", o.replayErr)
 	}
-	if o.statsPending != int64(len(o.pending)) {
-		find("stats", "Stats says %d records pending, the Replay delivered %d", o.statsPending, len(o.pending))
+	if o.statsPending != int64(len(o.pending))+o.removedLate {
+		find("stats", "Stats says %d records pending, the Replay delivered %d and removed %d settled late", o.statsPending, len(o.pending), o.removedLate)
 	}
 	k := w.k
 	policy := tr.w.cfg.Sync
@@ -1031,7 +1066,7 @@ func (tr *crashTrace) check(w *crashWalk, v crashVariant, img crashImage, o cras
 			find("lost", "record %s (payload %q, acknowledged at %q) is neither pending nor dead-lettered; %s",
 				r.id, r.payload, r.ackedStep, whereIs(img, r.id))
 		}
-		if accepted && pending[r.id] && !w.mayRepeat(b, r, marks) {
+		if accepted && pending[r.id] && !w.mayRepeat(b, r, ledger) {
 			find("repeat", "record %s (payload %q), accepted by fn at operation %d, is pending again though its settling was promised or durable by then (its Replay returned nil, the store went on from a ledger covering it, or its segment was durably gone or covered)",
 				r.id, r.payload, r.acceptAt)
 		}
@@ -1174,15 +1209,15 @@ func (tr *crashTrace) explore(t *testing.T, short bool, only *crashCase) (crashT
 	})
 	seen := observeAll(t, queue, tr.w.cfg)
 	tally.opened = len(queue)
-	lastK, marks := -1, map[string]mark(nil)
+	lastK, ledger := -1, ledgerFile{}
 	walk(func(w *crashWalk, v crashVariant, img crashImage) {
 		if w.k != lastK {
-			lastK, marks = w.k, w.durableLedger()
+			lastK, ledger = w.k, w.durableLedger()
 			tally.points++
 		}
 		tally.states++
 		o := seen[img.key(true)]
-		findings := tr.check(w, v, img, o, marks)
+		findings := tr.check(w, v, img, o, ledger)
 		if only != nil {
 			tr.logCase(t, w, v, img, o, findings)
 		}

@@ -434,6 +434,7 @@ type sweepObserver interface {
 	roundDone(err error)
 	requeueStart()
 	requeueDone(err error)
+	lateSettled(id string)
 }
 
 func (r *sweepRun) step(format string, args ...any) { r.script.setStep(fmt.Sprintf(format, args...)) }
@@ -532,6 +533,15 @@ func (r *sweepRun) failThirdRespill(round string) func(int, Record) error {
 			return r.append(append([]byte("respill "), rec.Payload...))
 		}
 		return nil
+	}
+}
+
+// settleLate reports the record with this ID handled after its round.
+func (r *sweepRun) settleLate(label, id string) {
+	r.step("%s", label)
+	r.s.SettleLate(id)
+	if r.obs != nil {
+		r.obs.lateSettled(id)
 	}
 }
 
