@@ -251,6 +251,7 @@ type Breaker struct {
 	settleTimeoutsInRow      atomic.Uint64
 	settler                  Settler           // the republisher, when it can settle; else nil
 	respiller                *TopicRepublisher // the republisher, when it is one waiting for settles
+	replayWindow             int               // records a replay keeps in flight: the TopicRepublisher's MaxInFlight
 
 	// probeExpiry is a lock-free hint for calls refused a probe: when the
 	// epoch's admissions expire, in nanoseconds since base (0: not all
@@ -380,6 +381,9 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 		},
 	}
 	b.settler, _ = republisher.(Settler)
+	if tr, ok := republisher.(*TopicRepublisher); ok {
+		b.replayWindow = cap(tr.slots)
+	}
 	if tr, ok := republisher.(*TopicRepublisher); ok && tr.settleTimeout > 0 {
 		b.respiller = tr
 		if ls, ok := store.(lateSettler); ok {

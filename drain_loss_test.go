@@ -165,6 +165,11 @@ func (s lossSpyStore) Append(ctx context.Context, payload []byte) error {
 	return err
 }
 
+// replayWindow keeps the store's windowed replay reachable through the spy.
+func (s lossSpyStore) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
+	return s.PendingStore.(windowReplayer).replayWindow(ctx, window, fn)
+}
+
 type lossDaemonConfig struct {
 	wiring        lossWiring
 	path          string
@@ -172,6 +177,7 @@ type lossDaemonConfig struct {
 	sink          lossSink
 	settleTimeout time.Duration
 	resetInterval time.Duration
+	maxInFlight   int // the republisher's MaxInFlight; 0 for the default (1)
 	// freshBase > 0 publishes fresh payloads freshBase, freshBase+1, ...
 	// on the bus every lossFreshTick, as the daemon's socket server does.
 	freshBase int
@@ -223,7 +229,7 @@ func startLossDaemon(cfg lossDaemonConfig) (*lossDaemon, error) {
 		d.endLife()
 		return nil, err
 	}
-	rep, err := NewRepublisher(d.bus, lossTopic, RepublisherConfig{SettleTimeout: cfg.settleTimeout, Rate: lossRate})
+	rep, err := NewRepublisher(d.bus, lossTopic, RepublisherConfig{SettleTimeout: cfg.settleTimeout, Rate: lossRate, MaxInFlight: cfg.maxInFlight})
 	if err != nil {
 		return fail(err)
 	}
@@ -520,6 +526,8 @@ type lossScenario struct {
 	path   string
 	ledger *lossLedger
 	lives  int
+	// inFlight is the republisher's MaxInFlight (0: the default, 1).
+	inFlight int
 	// Totals over the in-process lives.
 	settleTimeouts uint64
 	opens          uint64
@@ -547,6 +555,7 @@ func (sc *lossScenario) start(server *lossServer, fresh bool) *lossDaemon {
 		sink:          sc.ledger,
 		settleTimeout: lossSettleTimeout,
 		resetInterval: lossResetInterval,
+		maxInFlight:   sc.inFlight,
 	}
 	if fresh {
 		cfg.freshBase = sc.lives * lossFreshSpan
@@ -592,26 +601,30 @@ func (sc *lossScenario) drainRest() {
 
 // TestDrainLossOrderlyStop stops the daemon in order several times in the
 // middle of a drain, each time restarting it on the same spill file, and
-// lets the last life drain the rest. A stop abandons at most the one
-// record in flight (MaxInFlight 1): the consumer may still deliver it,
-// and the next life sends it again. So duplicates are bounded by the
-// stops, plus the settle timeouts, whose records are sent again too.
+// lets the last life drain the rest. A stop abandons at most the records
+// in flight (MaxInFlight: 1 by default, 4 here too): the consumer may
+// still deliver them, and the next life sends them again. So duplicates
+// are bounded by the stops times MaxInFlight, plus the settle timeouts,
+// whose records are sent again too.
 func TestDrainLossOrderlyStop(t *testing.T) {
 	seeded, stops := 800, 3
 	if testing.Short() {
 		seeded, stops = 200, 1
 	}
-	for _, wiring := range lossWirings {
-		t.Run(string(wiring), func(t *testing.T) {
-			sc := newLossScenario(t, wiring, seeded)
-			for i := range stops {
-				d := sc.start(sc.server(), true)
-				sc.waitDelivered(d, (i+1)*seeded/(stops+1))
-				sc.stop(d)
-			}
-			sc.drainRest()
-			sc.ledger.check(t, sc.path, stops+int(sc.settleTimeouts))
-		})
+	for _, inFlight := range []int{1, 4} {
+		for _, wiring := range lossWirings {
+			t.Run(fmt.Sprintf("%s/in-flight=%d", wiring, inFlight), func(t *testing.T) {
+				sc := newLossScenario(t, wiring, seeded)
+				sc.inFlight = inFlight
+				for i := range stops {
+					d := sc.start(sc.server(), true)
+					sc.waitDelivered(d, (i+1)*seeded/(stops+1))
+					sc.stop(d)
+				}
+				sc.drainRest()
+				sc.ledger.check(t, sc.path, stops*inFlight+int(sc.settleTimeouts))
+			})
+		}
 	}
 }
 

@@ -193,11 +193,26 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 // replay's commit is only logged: the replay is done, and a power loss
 // could at worst bring its records back, to be republished again.)
 func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
-	res, err := s.s.Replay(ctx, func(ctx context.Context, r jsonl.Record) error {
+	return s.replayWindow(ctx, nil, fn)
+}
+
+// replayWindow is Replay with up to window() calls of fn running at once
+// (nil: one at a time); their verdicts still apply in the records' order
+// (see RetryPending).
+func (s *JSONLStore) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
+	res, err := s.s.ReplayWindow(ctx, window, func(ctx context.Context, r jsonl.Record) error {
 		return engineVerdict(fn(ctx, Record(r)))
 	})
 	return ReplayResult(res), err
 }
+
+// windowReplayer is a store whose replay can keep several records in
+// flight.
+type windowReplayer interface {
+	replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error)
+}
+
+var _ windowReplayer = (*JSONLStore)(nil)
 
 // engineVerdict translates a callback's error into the engine's terms (see
 // PendingStore.Replay).

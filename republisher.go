@@ -70,9 +70,12 @@ type RepublisherConfig struct {
 	// Republish is called from several goroutines: being published and,
 	// with SettleTimeout, not yet settled. Zero means
 	// DefaultRepublishMaxInFlight, which also keeps records in order;
-	// negative is an error. A Breaker's replay republishes one record at a
-	// time (the store hands Replay's callback one record after the other),
-	// so there the delivery depth is 1 whatever this says.
+	// negative is an error. A Breaker replaying a JSONLStore keeps this many
+	// records in flight while the circuit is closed (one at a time while
+	// half-open); the store still applies their outcomes in order, and a
+	// crash or a stop repeats at most this many more. Above 1 the handler
+	// may see them out of order. With another PendingStore a replay goes
+	// one record at a time.
 	MaxInFlight int
 	// Metadata is added to every message, after the syncbreaker keys (so it
 	// may override them, MetadataSettleToken excepted). Nil means none. It is copied by NewRepublisher.

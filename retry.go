@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,14 +94,17 @@ func (b *Breaker) tick(ctx context.Context) {
 	}
 }
 
-// RetryPending republishes pending records now, oldest first, one at a
-// time, through the Republisher; it may be called with or without Run.
-// Records republished are removed from the store; the others stay, in
-// order.
+// RetryPending republishes pending records now, oldest first, through the
+// Republisher; it may be called with or without Run. Records republished
+// are removed from the store; the others stay, in order.
 //
-// One at a time: the store hands the round one record after the other,
-// and with a RepublisherConfig.SettleTimeout each Republish returns only
-// once the handler is done with its message. While the circuit is
+// How many at a time: with a RepublisherConfig.SettleTimeout each
+// Republish returns only once the handler is done with its message. The
+// store hands the round one record after the other, unless it is a
+// JSONLStore and the republisher a TopicRepublisher whose MaxInFlight is
+// above 1: then, while the circuit is closed, up to MaxInFlight records
+// are in flight at once (published and not yet settled), and their
+// outcomes still apply in the records' order. While the circuit is
 // half-open the round also waits, before each record, until the record can
 // be a probe: the previous record's probe has ended (its outcome closed or
 // re-opened the circuit, or it gave its admission back) or
@@ -166,16 +170,33 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 
 	b.replays.Add(1)
 	var (
-		stopped error // why the round stops; it stops before the next record
-		probe   roundProbe
+		stopped atomic.Pointer[error] // why the round stops; it stops before the next record
+		// While the circuit is not closed, records go one at a time
+		// (halfOpen held from the probe slot to the settle), so probe is
+		// only used under it. A channel, not a mutex: a caller waits for
+		// it or for the round's end.
+		halfOpen = make(chan struct{}, 1)
+		probe    roundProbe
 	)
-	res, err := b.store.Replay(rctx, func(sctx context.Context, rec Record) error {
-		if stopped != nil {
+	republish := func(sctx context.Context, rec Record) error {
+		if stopped.Load() != nil {
 			cancel(errRoundStopped) // the store leaves this record and the rest as they are
 			return errRoundStopped
 		}
-		if err := b.awaitProbeSlot(sctx, &probe); err != nil {
-			return err // the round's context ended: the record stays as it is
+		if b.State() != StateClosed {
+			select {
+			case halfOpen <- struct{}{}:
+			case <-sctx.Done():
+				return sctx.Err() // the record stays as it is
+			}
+			if b.State() == StateClosed {
+				<-halfOpen // closed meanwhile: no probe to wait for
+			} else {
+				defer func() { <-halfOpen }()
+				if err := b.awaitProbeSlot(sctx, &probe); err != nil {
+					return err // the round's context ended: the record stays as it is
+				}
+			}
 		}
 		rerr := b.republisher.Republish(withSettleContext(sctx, ctx), rec)
 		if rerr == nil {
@@ -185,10 +206,24 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 		var stop bool
 		rerr, stop = b.classifyRepublishError(ctx, rec, rerr)
 		if stop {
-			stopped = rerr
+			stopped.CompareAndSwap(nil, &rerr)
 		}
 		return rerr
-	})
+	}
+	var res ReplayResult
+	var err error
+	if wr, ok := b.store.(windowReplayer); ok && b.replayWindow > 1 {
+		// One at a time while not closed: the oldest record is the probe.
+		window := func() int {
+			if b.State() == StateClosed {
+				return b.replayWindow
+			}
+			return 1
+		}
+		res, err = wr.replayWindow(rctx, window, republish)
+	} else {
+		res, err = b.store.Replay(rctx, republish)
+	}
 	b.republished.Add(uint64(max(res.Republished, 0)))
 	b.log.LogAttrs(ctx, slog.LevelInfo, "syncbreaker: replay",
 		slog.Int("republished", res.Republished), slog.Int("failed", res.Failed),
@@ -203,10 +238,10 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
-	case errors.Is(context.Cause(rctx), ErrOpen) || errors.Is(stopped, ErrOpen):
+	case errors.Is(context.Cause(rctx), ErrOpen) || stopped.Load() != nil && errors.Is(*stopped.Load(), ErrOpen):
 		return res, errors.Join(fmt.Errorf("%w: replay stopped after %d records", ErrOpen, res.Republished), err)
-	case stopped != nil:
-		return res, errors.Join(stopped, err)
+	case stopped.Load() != nil:
+		return res, errors.Join(*stopped.Load(), err)
 	}
 	return res, err
 }

@@ -153,6 +153,17 @@ func (s *Store) recordSealed() {
 // counted, only logged as possibly undone by a power loss (which could
 // only re-deliver).
 func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
+	return s.ReplayWindow(ctx, nil, fn)
+}
+
+// ReplayWindow is Replay with up to window() calls of fn running at once,
+// on goroutines of their own, so fn must be safe for concurrent use (see
+// replay_window.go); window is asked before each call, so a caller can
+// narrow it (to 1 while a circuit is half-open, say). Verdicts still apply
+// in the records' order: kept records keep their order, and the watermark
+// stops at the first record not settled. A nil window is Replay's one call
+// at a time, on the caller's goroutine.
+func (s *Store) ReplayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
 	var res ReplayResult
 	if err := ctx.Err(); err != nil {
 		return s.untouched(), err
@@ -192,6 +203,9 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 		// short replay commits before it needs one.
 		checkpointed: s.cfg.now(),
 	}
+	if window != nil {
+		d.win = &replayWindow{d: d, ctx: ctx, size: window}
+	}
 	var drained []segment
 	for _, seg := range segs {
 		if ctx.Err() != nil {
@@ -199,6 +213,11 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 		}
 		drained = append(drained, seg)
 		if err := d.segment(ctx, seg); err != nil {
+			return res, errors.Join(err, d.abort())
+		}
+	}
+	if d.win != nil {
+		if err := d.win.end(nil); err != nil {
 			return res, errors.Join(err, d.abort())
 		}
 	}
@@ -251,6 +270,7 @@ func (s *Store) untouched() ReplayResult {
 type drain struct {
 	s       *Store
 	fn      func(context.Context, Record) error
+	win     *replayWindow // nil: one call of fn at a time
 	res     *ReplayResult
 	maxLine int
 	tri     triage
@@ -303,6 +323,9 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 			return nil // settled before a crash (see ledger.go)
 		}
 		d.read++
+		if d.win != nil {
+			return d.win.add(p, e, raw)
+		}
 		settled, err := d.line(ctx, e, raw)
 		if err != nil {
 			return err
@@ -310,6 +333,9 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 		p.advance(e, settled)
 		return d.maybeCheckpoint(p)
 	})
+	if err != nil && d.win != nil {
+		err = d.win.end(err) // wait for the calls in flight
+	}
 	d.segRead = append(d.segRead, d.read-before)
 	return err
 }
@@ -318,35 +344,54 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 // reports whether it is settled: gone from pending (delivered,
 // dead-lettered or quarantined) rather than kept.
 func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled bool, err error) {
-	s := d.s
-	// Segments are written whole and fsynced before they get their
-	// name, and checked at open; a bad line is damage since.
-	if bad, err := d.tri.take(e, raw); bad {
-		d.quarantined++
-		d.res.Quarantined++
-		return true, err
+	if settled, done, err := d.settleWithoutFn(e, raw); done {
+		return settled, err
 	}
 	// The callback owns what it gets: it may keep the payload, change
 	// it or hand it to an asynchronous publisher. A record kept or
 	// dead-lettered is written from stored, the bytes as read, which
 	// the scan leaves alone until the next line.
 	stored := e.Record
-	if s.tombstoned(stored.ID) {
+	called := ctx.Err() == nil
+	var ferr error
+	if called {
+		rec := stored
+		rec.Payload = bytes.Clone(stored.Payload)
+		ferr = d.fn(ctx, rec)
+	}
+	return d.outcome(ctx, stored, raw, called, ferr)
+}
+
+// settleWithoutFn settles the lines fn never sees, and reports whether e
+// is one: a bad line goes to the quarantine, a record settled late (see
+// late_settle.go) is removed.
+func (d *drain) settleWithoutFn(e *ScanEntry, raw []byte) (settled, done bool, err error) {
+	// Segments are written whole and fsynced before they get their
+	// name, and checked at open; a bad line is damage since.
+	if bad, err := d.tri.take(e, raw); bad {
+		d.quarantined++
+		d.res.Quarantined++
+		return true, true, err
+	}
+	if d.s.tombstoned(e.Record.ID) {
 		// Handled after an earlier round gave up on it: not again.
 		d.republished++
 		d.res.Republished++
-		d.lateSettled = append(d.lateSettled, stored.ID)
-		return true, nil
+		d.lateSettled = append(d.lateSettled, e.Record.ID)
+		return true, true, nil
 	}
-	rec := stored
-	rec.Payload = bytes.Clone(stored.Payload)
-	var ferr error
-	if ctx.Err() == nil {
-		if ferr = d.fn(ctx, rec); ferr == nil {
-			d.republished++
-			d.res.Republished++
-			return true, nil
-		}
+	return false, false, nil
+}
+
+// outcome applies fn's verdict ferr on the record stored (raw is its line
+// as read): removed, kept as it was, kept with one more attempt, or
+// dead-lettered. called is false when ctx had ended before fn was called.
+func (d *drain) outcome(ctx context.Context, stored Record, raw []byte, called bool, ferr error) (settled bool, err error) {
+	s := d.s
+	if called && ferr == nil {
+		d.republished++
+		d.res.Republished++
+		return true, nil
 	}
 	switch outcomeOf(ctx, ferr) {
 	case outcomeDeadLetter:
