@@ -9,8 +9,10 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/syncbreaker/syncbreaker"
+	syncbreakerotel "github.com/syncbreaker/syncbreaker/otel"
 )
 
 // syncTopic is the topic the daemon's handler consumes; spilled payloads
@@ -26,7 +28,8 @@ type daemon struct {
 	store       *syncbreaker.JSONLStore
 	republisher *countingRepublisher
 	breaker     *syncbreaker.Breaker
-	leftover    int64 // records pending in the spill file when it was opened
+	leftover    int64               // records pending in the spill file when it was opened
+	metrics     metric.Registration // with -metrics: the breaker and the spill file observed (also once stopped); else nil
 
 	stopBreaker context.CancelFunc
 	breakerDone sync.WaitGroup // Run and the start-up RetryPending
@@ -40,7 +43,9 @@ type daemon struct {
 // startDaemon opens the spill file and starts the daemon on it. The bus is
 // a default GoChannel, which the socket server (generate) shares: its
 // Publish returns before any handler has run, so the republisher settles.
-func startDaemon(ctx context.Context, con *console, file string, client *http.Client, url string, opts options) (_ *daemon, err error) {
+// With a MeterProvider, the breaker and the spill file are observed until
+// d.metrics is unregistered.
+func startDaemon(ctx context.Context, con *console, file string, client *http.Client, url string, mp metric.MeterProvider, opts options) (_ *daemon, err error) {
 	d := &daemon{bus: gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})}
 	defer func() {
 		if err != nil {
@@ -78,6 +83,17 @@ func startDaemon(ctx context.Context, con *console, file string, client *http.Cl
 	}, d.store, d.republisher)
 	if err != nil {
 		return nil, err
+	}
+	if mp != nil {
+		d.metrics, err = syncbreakerotel.Register(mp, d.breaker, d.store, syncbreakerotel.Config{Topic: topicRepublisher.Topic()})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				err = errors.Join(err, d.metrics.Unregister())
+			}
+		}()
 	}
 
 	// The handler gets the breaker injected. Subscribe before the breaker

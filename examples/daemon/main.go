@@ -3,9 +3,10 @@
 // the server going down for a while in the middle and the daemon restarted
 // while it sends the backlog.
 //
-//	go run ./examples/daemon
-//	go run ./examples/daemon -router
-//	go run ./examples/daemon -outage 10s -reset 2s -n 150
+//	go -C examples run ./daemon
+//	go -C examples run ./daemon -router
+//	go -C examples run ./daemon -outage 10s -reset 2s -n 150
+//	go -C examples run ./daemon -metrics
 //
 // The default run is the shell-history daemon's own wiring: a default
 // GoChannel shared with fresh traffic, no router, one processor loop that
@@ -18,7 +19,12 @@
 // The exit status is 1 if any payload was lost. -settle 0 shows why the
 // processor loop needs the settle: records then leave the file as soon as
 // Publish returns, and the restart loses those still queued in the
-// GoChannel.
+// GoChannel. -metrics prints, at exit, the breaker's and the spill file's
+// OpenTelemetry metrics (the syncbreakerotel module) through the SDK's
+// stdout exporter.
+//
+// The example is a module of its own (examples/go.mod), so that the
+// library's go.mod needs no OpenTelemetry.
 package main
 
 import (
@@ -49,6 +55,7 @@ type options struct {
 	file         string        // spill file; empty means one in a temporary directory
 	wait         time.Duration // how long to wait for the restart point, and for delivery
 	progress     time.Duration // between two progress lines
+	metrics      bool          // print the OpenTelemetry metrics at exit
 }
 
 // defaultOptions end the fresh traffic while the server is still down, so
@@ -79,6 +86,7 @@ func main() {
 	flag.Float64Var(&opts.rate, "rate", opts.rate, "republish rate, records per second")
 	flag.DurationVar(&opts.settle, "settle", opts.settle, "republisher settle timeout; 0 removes a record once Publish returns")
 	flag.BoolVar(&opts.router, "router", false, "feed the handler with a watermill router and breaker.Middleware instead of the processor loop")
+	flag.BoolVar(&opts.metrics, "metrics", false, "print the breaker's and the spill file's OpenTelemetry metrics at exit, through the SDK's stdout exporter")
 	flag.StringVar(&opts.file, "file", "", "spill file (default: sync-pending.jsonl in a new temporary directory, removed at exit)")
 	flag.Parse()
 

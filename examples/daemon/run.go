@@ -18,6 +18,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/syncbreaker/syncbreaker"
 )
@@ -72,7 +73,14 @@ func run(ctx context.Context, out io.Writer, opts options) (sum summary, err err
 	client := &http.Client{Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
 
-	d, err := startDaemon(ctx, con, file, client, url, opts)
+	var meters *metrics
+	var mp metric.MeterProvider // nil: no metrics
+	if opts.metrics {
+		meters = newMetrics()
+		mp = meters.provider
+		defer func() { err = errors.Join(err, meters.provider.Shutdown(context.WithoutCancel(ctx))) }()
+	}
+	d, err := startDaemon(ctx, con, file, client, url, mp, opts)
 	if err != nil {
 		return sum, err
 	}
@@ -97,7 +105,7 @@ func run(ctx context.Context, out io.Writer, opts options) (sum summary, err err
 		if sum.drainedAtRestart, err = awaitRestartPoint(ctx, backend, opts); err == nil {
 			con.printf("STOP mid-drain: the server has taken %d payloads of the backlog; stopping breaker, %s, bus and spill file in that order",
 				sum.drainedAtRestart, opts.consumerName())
-			d, err = restart(ctx, con, d, file, client, url, opts)
+			d, err = restart(ctx, con, d, file, client, url, mp, opts)
 		}
 		if d != lives[0] {
 			lives = append(lives, d)
@@ -115,12 +123,20 @@ func run(ctx context.Context, out io.Writer, opts options) (sum summary, err err
 		err = errors.Join(err, life.stop())
 		sum.add(life)
 	}
+	if meters != nil {
+		// Once the breaker has stopped: a replay adds to its counters when
+		// it returns, which may be after the spill file is empty.
+		err = errors.Join(err, meters.collect(context.WithoutCancel(ctx)))
+	}
 
 	st, got := d.store.Stats(), backend.counts(opts.n)
 	sum.pending, sum.pendingBytes = st.PendingRecords, st.PendingBytes
 	sum.received, sum.duplicates, sum.earlier, sum.rejected = got.unique, got.duplicates, got.earlier, got.rejected
 	sum.lost = len(got.missing)
 	printSummary(out, sum, file)
+	if meters != nil {
+		err = errors.Join(err, meters.print(context.WithoutCancel(ctx), out))
+	}
 	if err == nil && sum.lost > 0 {
 		err = fmt.Errorf("%w: %d of %d never reached the server", errLost, sum.lost, sum.sent)
 	}
@@ -143,11 +159,18 @@ func awaitRestartPoint(ctx context.Context, backend *syncServer, opts options) (
 // restart stops d in order and starts the daemon again on the same spill
 // file. It returns the daemon that runs now: the new one, or d if it could
 // not start.
-func restart(ctx context.Context, con *console, d *daemon, file string, client *http.Client, url string, opts options) (*daemon, error) {
+func restart(ctx context.Context, con *console, d *daemon, file string, client *http.Client, url string, mp metric.MeterProvider, opts options) (*daemon, error) {
 	if err := d.stop(); err != nil {
 		return d, err
 	}
-	next, err := startDaemon(ctx, con, file, client, url, opts)
+	if d.metrics != nil {
+		// The next start reports the same series, as a restarted process
+		// would: counters from zero.
+		if err := d.metrics.Unregister(); err != nil {
+			return d, err
+		}
+	}
+	next, err := startDaemon(ctx, con, file, client, url, mp, opts)
 	if err != nil {
 		return d, err
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,8 +71,71 @@ func TestRunSurvivesOutageAndRestart(t *testing.T) {
 				assert.Contains(t, out.String(), want)
 			}
 			assert.False(t, strings.Contains(out.String(), "make build"), "a payload's content was printed")
+			assert.NotContains(t, out.String(), "metrics at exit", "metrics only with -metrics")
 		})
 	}
+}
+
+// TestRunPrintsMetrics: with -metrics the run ends, after the summary,
+// with the stdout exporter's JSON of every instrument as the restarted
+// daemon left them: closed, nothing pending, and the backlog it found
+// republished.
+func TestRunPrintsMetrics(t *testing.T) {
+	opts := shortOptions(t)
+	opts.metrics = true
+	var out bytes.Buffer
+	sum, err := run(t.Context(), &out, opts)
+	require.NoError(t, err, out.String())
+
+	summary, exported, ok := strings.Cut(out.String(), "\nmetrics at exit")
+	require.True(t, ok, out.String())
+	assert.Contains(t, summary, "lost         0")
+	_, exported, _ = strings.Cut(exported, "\n")
+	var rm struct {
+		ScopeMetrics []struct {
+			Scope   struct{ Name string }
+			Metrics []struct {
+				Name, Unit string
+				Data       struct {
+					DataPoints []struct {
+						Attributes []struct {
+							Key   string
+							Value struct{ Value any }
+						}
+						Value float64
+					}
+				}
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(exported), &rm), exported)
+	require.Len(t, rm.ScopeMetrics, 1)
+	assert.Equal(t, "github.com/syncbreaker/syncbreaker/otel", rm.ScopeMetrics[0].Scope.Name)
+	values := map[string]float64{} // name, and the series' state or error.type
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		for _, p := range m.Data.DataPoints {
+			key := m.Name
+			for _, a := range p.Attributes {
+				switch a.Key {
+				case "syncbreaker.store.name":
+					assert.Equal(t, "sync-pending.jsonl", a.Value.Value)
+				case "messaging.destination.name":
+					assert.Equal(t, syncTopic, a.Value.Value)
+				default:
+					key += " " + fmt.Sprint(a.Value.Value)
+				}
+			}
+			values[key] = p.Value
+		}
+	}
+	assert.Len(t, values, 18, "14 instruments, 3 series for the state and 3 for the rejections")
+	assert.Equal(t, 1.0, values["syncbreaker.circuit.state closed"])
+	assert.Equal(t, 0.0, values["syncbreaker.pending.count"])
+	assert.Equal(t, 0.0, values["syncbreaker.pending.size"])
+	assert.Equal(t, 0.0, values["syncbreaker.spilled.records"], "the outage was before the restart")
+	assert.Equal(t, float64(sum.pendingAtRestart), values["syncbreaker.republished.records"])
+	assert.GreaterOrEqual(t, values["syncbreaker.replays"], 1.0, "the start-up retry, and Run's since")
+	assert.NotContains(t, out.String(), "make build", "a payload's content was printed")
 }
 
 // TestRunReportsLoss checks the summary is checked against the server: with
