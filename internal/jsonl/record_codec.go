@@ -120,9 +120,22 @@ func appendRecord(dst []byte, rec Record) []byte {
 	return appendLine(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts)
 }
 
+// appendLegacyRecord is appendRecord for the record of a legacy line,
+// whose payload the scan found to be JSON (decodeLineReusing): whether it
+// can stay inline is decided without validating it again.
+func appendLegacyRecord(dst []byte, rec Record) []byte {
+	return appendLineAs(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts, inlinableJSON(rec.Payload))
+}
+
 // appendLine is appendRecord with the ID as bytes or a string, so Append
 // can format a new ID straight into the line without allocating it.
 func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int) []byte {
+	return appendLineAs(dst, id, payload, at, attempts, inlinable(payload))
+}
+
+// appendLineAs is appendLine with the choice between inline JSON and
+// base64 made by the caller.
+func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int, inline bool) []byte {
 	start := len(dst)
 	dst = append(dst, linePrefix...)
 	dst = strconv.AppendInt(dst, recordVersion, 10)
@@ -132,7 +145,7 @@ func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time
 	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
 	dst = strconv.AppendInt(dst, int64(attempts), 10)
-	if inlinable(payload) {
+	if inline {
 		dst = append(dst, `,"p":`...)
 		dst = append(dst, payload...)
 	} else {
@@ -158,13 +171,18 @@ func appendHex32(dst []byte, v uint32) []byte {
 // (trimmed by the decoder) and newlines (which would split the line). Invalid
 // UTF-8 is refused too, so jq and other strict readers accept every line.
 func inlinable(p []byte) bool {
+	return inlinableJSON(p) && validJSON(p)
+}
+
+// inlinableJSON is inlinable for p known to be JSON.
+func inlinableJSON(p []byte) bool {
 	if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) {
 		return false
 	}
 	if bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(p) && validJSON(p)
+	return utf8.Valid(p)
 }
 
 func isJSONSpace(c byte) bool {

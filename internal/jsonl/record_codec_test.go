@@ -3,6 +3,7 @@ package jsonl
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +106,24 @@ func TestDecodeLineRejectsBadFieldsWithGoodChecksum(t *testing.T) {
 			_, _, problem := decodeLine(line)
 			assert.Equal(t, ProblemBadRecord, problem)
 		})
+	}
+}
+
+// A legacy line's record is encoded as appendRecord would, without its
+// payload validated a second time: for every line the scan takes for a
+// legacy payload.
+func TestAppendLegacyRecordMatchesAppendRecord(t *testing.T) {
+	lines := append([]string{
+		" {\"a\":1}", "{\"a\":1}\t", "{\"a\":\r1}", "\"\xff\"", "[1,\n2]", `"` + strings.Repeat("é", 100) + `"`,
+	}, validJSONCases...)
+	at := time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC)
+	for _, line := range lines {
+		rec, legacy, problem := decodeLine([]byte(line))
+		if !legacy {
+			continue
+		}
+		require.Equal(t, ProblemNone, problem)
+		rec.ID, rec.EnqueuedAt = legacyID(0, []byte(line)), at
+		assert.Equal(t, string(appendRecord(nil, rec)), string(appendLegacyRecord(nil, rec)), "line %q", line)
 	}
 }

@@ -70,14 +70,18 @@ func (g *idGen) appendNext(dst []byte, now time.Time) []byte {
 // content: the same line at the same place always gets the same ID, across
 // scans and restarts, until the store rewrites it as an envelope carrying
 // that ID. It is a UUIDv8 (custom) so it cannot collide with idGen's v7.
+//
+// It allocates only the returned string: the digest and its sum stay on
+// the stack (Sum(nil) would allocate them on every legacy line).
 func legacyID(offset int64, line []byte) string {
 	h := sha256.New()
 	var off [8]byte
 	binary.BigEndian.PutUint64(off[:], uint64(offset))
 	h.Write(off[:])
 	h.Write(line)
+	var sum [sha256.Size]byte
 	var u [16]byte
-	copy(u[:], h.Sum(nil))
+	copy(u[:], h.Sum(sum[:0]))
 	u[6] = u[6]&0x0f | 0x80
 	u[8] = u[8]&0x3f | 0x80
 	return formatUUID(u)

@@ -19,6 +19,29 @@ func TestLegacyIDStable(t *testing.T) {
 	assert.Equal(t, byte('8'), a[14], "UUID version 8")
 }
 
+// The derivation is a format: a legacy file scanned by one version and
+// migrated by another must show the same IDs. These are the IDs it has
+// always given.
+func TestLegacyIDPinned(t *testing.T) {
+	for _, c := range []struct {
+		off  int64
+		line string
+		want string
+	}{
+		{10, `{"cmd":"ls"}`, "1157256f-6a2d-83ee-a827-7016fb32fee7"},
+		{0, `[]`, "c0f81e17-9e73-85a8-bef1-2730efe2f374"},
+		{1 << 40, `"\u00e9"`, "7be6bbc7-2ee5-8f31-ba68-9df4fbf0337b"},
+	} {
+		assert.Equal(t, c.want, legacyID(c.off, []byte(c.line)), "offset %d", c.off)
+	}
+}
+
+func TestLegacyIDAllocs(t *testing.T) {
+	line := []byte(`{"cmd":"ls"}`)
+	allocs := testing.AllocsPerRun(100, func() { _ = legacyID(10, line) })
+	assert.LessOrEqual(t, allocs, 1.0, "only the ID string")
+}
+
 func TestIDGenSortableAndUnique(t *testing.T) {
 	var g idGen
 	now := time.Unix(1700000000, 0)

@@ -148,7 +148,7 @@ func rewriteFile(fsys fsx.FS, store, path, target string, tri *triage, mtime tim
 		sum.records++
 		if e.Legacy {
 			rep.LegacyRewritten++
-			enc = appendRecord(enc[:0], e.Record)
+			enc = appendLegacyRecord(enc[:0], e.Record) // the scan validated its payload
 		} else {
 			enc = append(append(enc[:0], raw...), '\n')
 		}

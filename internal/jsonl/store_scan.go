@@ -71,10 +71,13 @@ func maxLineSize(maxPayload int) int {
 // scanRecords is the one parser behind opening, replay, requeue and
 // ScanFile. fn gets each entry and the raw line (without newline; nil for
 // ProblemTooLong, whose bytes go to overflow instead, when it is non-nil).
+// Both are valid only during fn: the entry is reused for the next line
+// (fn makes it escape, so a new one would be an allocation a line).
 // legacyTime is the EnqueuedAt given to legacy lines.
 func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Writer, fn func(*ScanEntry, []byte) error) error {
 	lr := newLineReader(r, maxLine)
 	var scratch []byte // payloads are valid only during fn
+	e := new(ScanEntry)
 	for {
 		ln, err := lr.next(overflow)
 		if errors.Is(err, io.EOF) {
@@ -83,7 +86,7 @@ func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Wri
 		if err != nil {
 			return err
 		}
-		e := ScanEntry{Line: ln.no, Offset: ln.off, Length: ln.size}
+		*e = ScanEntry{Line: ln.no, Offset: ln.off, Length: ln.size}
 		switch {
 		case ln.tooLong:
 			e.Problem = ProblemTooLong
@@ -98,7 +101,7 @@ func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Wri
 			}
 			e.Record = rec
 		}
-		if err := fn(&e, ln.data); err != nil {
+		if err := fn(e, ln.data); err != nil {
 			return err
 		}
 	}
@@ -134,6 +137,7 @@ func (r *lineReader) next(overflow io.Writer) (rawLine, error) {
 	r.buf = r.buf[:0]
 	ln := rawLine{off: r.off}
 	var werr error
+	var whole []byte // the line, when the reader's buffer holds it whole
 	spill := func(b []byte) {
 		if overflow != nil && werr == nil {
 			_, werr = overflow.Write(b)
@@ -141,6 +145,11 @@ func (r *lineReader) next(overflow io.Writer) (rawLine, error) {
 	}
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if err == nil && ln.size == 0 && len(chunk) <= r.max+1 {
+			// The common case, a whole line in the buffer: no copy.
+			ln.size, whole = int64(len(chunk)), chunk
+			break
+		}
 		ln.size += int64(len(chunk))
 		switch {
 		case ln.tooLong:
@@ -179,8 +188,11 @@ func (r *lineReader) next(overflow io.Writer) (rawLine, error) {
 	ln.no = r.line
 	if !ln.tooLong {
 		ln.data = r.buf
+		if whole != nil {
+			ln.data = whole
+		}
 		if !ln.torn {
-			ln.data = r.buf[:len(r.buf)-1]
+			ln.data = ln.data[:len(ln.data)-1]
 		}
 	}
 	return ln, nil
