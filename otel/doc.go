@@ -31,14 +31,16 @@
 //	syncbreaker.republished.records          Counter        {record}   Stats.Republished: records republished and removed from the store
 //	syncbreaker.republish.errors             Counter        {error}    Stats.RepublishErrors: Republish calls that failed
 //	syncbreaker.replays                      Counter        {replay}   Stats.Replays: replays started by RetryPending or Run
+//	syncbreaker.settle.timeouts              Counter        {timeout}  Stats.SettleTimeouts: republished messages not settled in time (they stay pending)
 //	syncbreaker.pending.count                UpDownCounter  {record}   StoreStats.PendingRecords: records pending in the store
 //	syncbreaker.pending.size                 UpDownCounter  By         StoreStats.PendingBytes: their bytes in the store's files
 //	syncbreaker.pending.oldest_age           Gauge          s          StoreStats.OldestAge: how long the oldest pending record has waited, 0 if none
 //	syncbreaker.quarantined.lines            Counter        {line}     StoreStats.Quarantined: unreadable lines moved to the quarantine file
 //	syncbreaker.dead_lettered.records        Counter        {record}   StoreStats.DeadLettered: records moved to the dead-letter file
 //	syncbreaker.rejected.appends             Counter        {append}   StoreStats.Rejected*: appends the store refused, by error.type
+//	syncbreaker.sync.errors                  Counter        {error}    StoreStats.SyncErrors: failed fsyncs of the active file
 //
-// The first eight observe the Breaker, the last six the JSONLStore; a nil
+// The first nine observe the Breaker, the last seven the JSONLStore; a nil
 // one is not observed. syncbreaker.republished.records grows when a replay
 // returns, by the records it republished, and the pending figures drop
 // when a replay has settled a whole segment of the store: neither moves

@@ -112,8 +112,10 @@ func Register(mp metric.MeterProvider, b *syncbreaker.Breaker, store *syncbreake
 			"Republish calls that failed")
 		o.replays = mk.counter("syncbreaker.replays", "{replay}",
 			"Replays of the pending records started")
+		o.settleTimeouts = mk.counter("syncbreaker.settle.timeouts", "{timeout}",
+			"Republished messages not settled within SettleTimeout (they stay pending; a daemon that never calls Settle shows here)")
 		observed = append(observed, o.state, o.failures, o.opens, o.spilled, o.spillErrors,
-			o.republished, o.republishErrors, o.replays)
+			o.republished, o.republishErrors, o.replays, o.settleTimeouts)
 	}
 	if store != nil {
 		for i, r := range rejectReasons {
@@ -131,8 +133,10 @@ func Register(mp metric.MeterProvider, b *syncbreaker.Breaker, store *syncbreake
 			"Records moved to the dead-letter file")
 		o.rejected = mk.counter("syncbreaker.rejected.appends", "{append}",
 			"Appends the store refused, by error.type (the caller kept the payload)")
+		o.syncErrors = mk.counter("syncbreaker.sync.errors", "{error}",
+			"Failed fsyncs of the store's active file")
 		observed = append(observed, o.pending, o.pendingSize, o.oldestAge, o.quarantined,
-			o.deadLettered, o.rejected)
+			o.deadLettered, o.rejected, o.syncErrors)
 	}
 	if mk.err != nil {
 		return nil, fmt.Errorf("syncbreakerotel: %w", mk.err)
@@ -173,8 +177,9 @@ type observer struct {
 	state, pending, pendingSize              metric.Int64ObservableUpDownCounter
 	failures                                 metric.Int64ObservableGauge
 	opens, spilled, spillErrors, republished metric.Int64ObservableCounter
-	republishErrors, replays                 metric.Int64ObservableCounter
+	republishErrors, replays, settleTimeouts metric.Int64ObservableCounter
 	quarantined, deadLettered, rejected      metric.Int64ObservableCounter
+	syncErrors                               metric.Int64ObservableCounter
 	oldestAge                                metric.Float64ObservableGauge
 }
 
@@ -196,6 +201,7 @@ func (o *observer) observe(_ context.Context, obs metric.Observer) error {
 		obs.ObserveInt64(o.republished, count(st.Republished), o.attrs)
 		obs.ObserveInt64(o.republishErrors, count(st.RepublishErrors), o.attrs)
 		obs.ObserveInt64(o.replays, count(st.Replays), o.attrs)
+		obs.ObserveInt64(o.settleTimeouts, count(st.SettleTimeouts), o.attrs)
 	}
 	if s := o.store; s != nil {
 		st := s.Stats()
@@ -209,6 +215,7 @@ func (o *observer) observe(_ context.Context, obs metric.Observer) error {
 		for i, n := range [len(rejectReasons)]int64{st.RejectedFull, st.RejectedNoSpace, st.RejectedTooLarge} {
 			obs.ObserveInt64(o.rejected, n, o.rejectAttrs[i])
 		}
+		obs.ObserveInt64(o.syncErrors, st.SyncErrors, o.attrs)
 	}
 	return nil
 }

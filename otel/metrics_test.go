@@ -59,6 +59,7 @@ type figures struct {
 	state                                           string // closed, open, half_open
 	failures, opens, spilled, spillErrors           int64
 	republished, republishErrors, replays           int64
+	settleTimeouts, syncErrors                      int64
 	pending, pendingSize                            int64
 	oldestAge                                       float64 // seconds
 	quarantined, deadLettered                       int64
@@ -85,6 +86,8 @@ func (f figures) readings() map[string]reading {
 		"syncbreaker.republished.records":          one("Counter", "{record}", float64(f.republished)),
 		"syncbreaker.republish.errors":             one("Counter", "{error}", float64(f.republishErrors)),
 		"syncbreaker.replays":                      one("Counter", "{replay}", float64(f.replays)),
+		"syncbreaker.settle.timeouts":              one("Counter", "{timeout}", float64(f.settleTimeouts)),
+		"syncbreaker.sync.errors":                  one("Counter", "{error}", float64(f.syncErrors)),
 		"syncbreaker.pending.count":                one("UpDownCounter", "{record}", float64(f.pending)),
 		"syncbreaker.pending.size":                 one("UpDownCounter", "By", float64(f.pendingSize)),
 		"syncbreaker.pending.oldest_age":           one("Gauge", "s", f.oldestAge),
@@ -365,7 +368,7 @@ func TestUnregisterStopsObserving(t *testing.T) {
 	reg, err := syncbreakerotel.Register(provider, b, store, syncbreakerotel.Config{})
 	require.NoError(t, err)
 	labels := map[string]string{"syncbreaker.store.name": storeName}
-	require.Len(t, collect(t, reader, labels), 14)
+	require.Len(t, collect(t, reader, labels), 16)
 
 	require.NoError(t, reg.Unregister())
 	b.RecordFailure() // a change nobody observes any more
@@ -380,11 +383,12 @@ func TestRegisterObservesWhatIsGiven(t *testing.T) {
 	breakerOnly := []string{
 		"syncbreaker.circuit.consecutive_failures", "syncbreaker.circuit.opens", "syncbreaker.circuit.state",
 		"syncbreaker.replays", "syncbreaker.republish.errors", "syncbreaker.republished.records",
-		"syncbreaker.spill.errors", "syncbreaker.spilled.records",
+		"syncbreaker.settle.timeouts", "syncbreaker.spill.errors", "syncbreaker.spilled.records",
 	}
 	storeOnly := []string{
 		"syncbreaker.dead_lettered.records", "syncbreaker.pending.count", "syncbreaker.pending.oldest_age",
 		"syncbreaker.pending.size", "syncbreaker.quarantined.lines", "syncbreaker.rejected.appends",
+		"syncbreaker.sync.errors",
 	}
 	tests := []struct {
 		name      string
@@ -471,4 +475,36 @@ func TestInstrumentsAreDocumented(t *testing.T) {
 		registered[name] = [2]string{r.Kind, r.Unit}
 	}
 	assert.Equal(t, registered, documented)
+}
+
+// A republished message the daemon never settles shows in
+// syncbreaker.settle.timeouts: the sign of a daemon that does not call
+// Settle, while the record stays pending.
+func TestSettleTimeoutsObserved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store, err := syncbreaker.OpenJSONLStore(filepath.Join(t.TempDir(), storeName), syncbreaker.StoreConfig{})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, store.Close()) })
+		bus := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+		t.Cleanup(func() { require.NoError(t, bus.Close()) })
+		msgs, err := bus.Subscribe(t.Context(), topic)
+		require.NoError(t, err)
+		republisher, err := syncbreaker.NewRepublisher(bus, topic, syncbreaker.RepublisherConfig{SettleTimeout: 10 * time.Second})
+		require.NoError(t, err)
+		b, err := syncbreaker.New(syncbreaker.Config{}, store, republisher)
+		require.NoError(t, err)
+		reader := sdkmetric.NewManualReader()
+		provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		t.Cleanup(func() { require.NoError(t, provider.Shutdown(context.Background())) })
+		_, err = syncbreakerotel.Register(provider, b, store, syncbreakerotel.Config{})
+		require.NoError(t, err)
+		require.NoError(t, store.Append(t.Context(), payload(1)))
+
+		go func() { (<-msgs).Ack() }() // handled, never settled
+		_, err = b.RetryPending(t.Context())
+		require.ErrorIs(t, err, syncbreaker.ErrSettleTimeout)
+		got := collect(t, reader, map[string]string{"syncbreaker.store.name": storeName})
+		assert.Equal(t, map[string]float64{"": 1}, got["syncbreaker.settle.timeouts"].Points)
+		assert.Equal(t, map[string]float64{"": 1}, got["syncbreaker.pending.count"].Points, "the record stays pending")
+	})
 }
