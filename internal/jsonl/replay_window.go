@@ -79,12 +79,11 @@ func (w *replayWindow) applyHead() error {
 	if !it.decided {
 		var ferr error
 		if it.called {
-			ferr = <-it.done
-			it.called = false
+			ferr = <-it.done // off the queue now: end does not wait for it again
 			w.inFlight--
 		}
 		var err error
-		if settled, err = w.d.outcome(w.ctx, it.stored, it.raw, it.done != nil, ferr); err != nil {
+		if settled, err = w.d.outcome(w.ctx, it.stored, it.raw, it.called, ferr); err != nil {
 			return err
 		}
 	}

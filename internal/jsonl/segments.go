@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/syncbreaker/syncbreaker/internal/fsx"
 	"os"
 	"path/filepath"
 	"slices"
@@ -696,7 +695,9 @@ func (s *Store) refreshOldest(d *drain) {
 	if d.kept == 0 {
 		segs, _, _, err := listStore(s.fs, s.path)
 		if err == nil && len(segs) > 0 {
-			head = firstRecordTime(s.fs, segs[0].path, maxLineSize(s.cfg.MaxPayloadBytes), s.markOf(filepath.Base(segs[0].path)).Off)
+			// An unreadable head only leaves the age unknown until the
+			// next replay: the replay itself is done.
+			head, _ = headTime(s.fs, segs[0].path, s.markOf(filepath.Base(segs[0].path)).Off, maxLineSize(s.cfg.MaxPayloadBytes))
 		}
 	}
 	s.mu.Lock()
@@ -707,23 +708,4 @@ func (s *Store) refreshOldest(d *drain) {
 	default:
 		s.oldest = s.activeFirst
 	}
-}
-
-// firstRecordTime returns the EnqueuedAt of the first record at or after
-// the byte offset from in the file at path.
-func firstRecordTime(fsys fsx.FS, path string, maxLine int, from int64) time.Time {
-	var t time.Time
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return t
-	}
-	defer f.Close()
-	_ = scanRecords(f, maxLine, time.Time{}, nil, func(e *ScanEntry, _ []byte) error {
-		if e.Problem == ProblemNone && e.Offset >= from {
-			t = e.Record.EnqueuedAt
-			return errStopScan
-		}
-		return nil
-	})
-	return t
 }

@@ -317,10 +317,25 @@ func (s *Store) recover() error {
 	}
 	s.nextSeq.Store(next)
 	s.marks = map[string]mark{}
-	// The queue's head is the first record of the first segment that has
-	// one pending: read from that segment only.
+	// tally counts a file's pending records. The queue's head is the
+	// first record of the first file that has one: first reads its time,
+	// for that file only.
 	var head time.Time
 	headFound := false
+	tally := func(records, size int64, first func() (time.Time, error)) error {
+		s.pendingRecords += records
+		s.pendingBytes += size
+		if records == 0 || headFound {
+			return nil
+		}
+		var err error
+		head, err = first()
+		headFound = true
+		return err
+	}
+	known := func(t time.Time) func() (time.Time, error) {
+		return func() (time.Time, error) { return t, nil }
+	}
 	for _, seg := range segs {
 		name := filepath.Base(seg.path)
 		m, ok, err := matchMark(s.fs, seg, stored[name])
@@ -330,16 +345,13 @@ func (s *Store) recover() error {
 		if ok && m.Records > 0 && !s.cfg.CheckAll {
 			// Counted when it was sealed or written: no scan. A sealed
 			// segment is checked line by line when it is replayed.
-			n := max(m.Records-m.Lines, 0)
-			if n > 0 && !headFound {
-				if head, err = headTime(s.fs, seg.path, m.Off, maxLine); err != nil {
-					return err
-				}
-				headFound = true
+			err := tally(max(m.Records-m.Lines, 0), seg.size, func() (time.Time, error) {
+				return headTime(s.fs, seg.path, m.Off, maxLine)
+			})
+			if err != nil {
+				return err
 			}
 			s.marks[name] = m
-			s.pendingRecords += n
-			s.pendingBytes += seg.size
 			continue
 		}
 		rewriteTo := func() string { return rewritePath(s.path, seg.lo, seg.hi, s.nextSeq.Add(1)-1) }
@@ -348,11 +360,7 @@ func (s *Store) recover() error {
 			return err
 		}
 		note(rep)
-		s.pendingRecords += sum.records
-		s.pendingBytes += sum.size
-		if sum.records > 0 && !headFound {
-			head, headFound = sum.first, true
-		}
+		_ = tally(sum.records, sum.size, known(sum.first))
 		switch {
 		case sum.firstID == "":
 		case sum.path != seg.path:
@@ -370,12 +378,8 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
-		s.pendingRecords += sum.records
-		s.pendingBytes += sum.size
+		_ = tally(sum.records, sum.size, known(sum.first))
 		activeSum = sum
-		if sum.records > 0 && !headFound {
-			head = sum.first
-		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		// Taking it for missing would write new records over old ones.
 		return fmt.Errorf("syncbreaker: %w", err)
