@@ -173,16 +173,7 @@ func crashWorkloads() []sweepWorkload {
 				r.replay("replay 3", func(int, Record) error { return nil })
 			}},
 		sweepWorkload{name: "recovery-ledger", cfg: Config{MaxBytes: 8192, checkpointEvery: time.Second}, seed: seedDrainLeftovers,
-			steps: func(r *sweepRun) {
-				r.appendN(0, 1)
-				r.replay("replay 1", func(i int, _ Record) error {
-					if i%3 == 2 {
-						return errors.New("refused")
-					}
-					return nil
-				})
-				r.appendN(1, 2)
-			}},
+			steps: recoverySteps},
 	)
 }
 

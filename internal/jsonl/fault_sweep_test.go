@@ -615,17 +615,21 @@ func sweepWorkloads() []sweepWorkload {
 			r.requeue("requeue 2")
 			r.appendN(1, 2)
 		}},
-		{name: "recovery", cfg: Config{MaxBytes: 4096}, seed: seedDamage, steps: func(r *sweepRun) {
-			r.appendN(0, 1)
-			r.replay("replay 1", func(i int, _ Record) error {
-				if i%3 == 2 {
-					return errors.New("refused")
-				}
-				return nil
-			})
-			r.appendN(1, 2)
-		}},
+		{name: "recovery", cfg: Config{MaxBytes: 4096}, seed: seedDamage, steps: recoverySteps},
 	}
+}
+
+// recoverySteps runs on a seeded store: an append, a replay that refuses
+// every third record, another append.
+func recoverySteps(r *sweepRun) {
+	r.appendN(0, 1)
+	r.replay("replay 1", func(i int, _ Record) error {
+		if i%3 == 2 {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	r.appendN(1, 2)
 }
 
 // seedDeadLetters leaves three dead-lettered records, written by a clean
