@@ -251,17 +251,23 @@ func TestFailedFsyncsKeepExactlyTheAcknowledgedRecords(t *testing.T) {
 	}
 }
 
-// A seal whose fsync fails does not rename the active file into a segment
-// as if it were durable. Under SyncInterval the records were acknowledged,
-// so they stay in the active file; the next replay seals them.
-func TestFailedSealFsyncDoesNotRename(t *testing.T) {
-	var fail atomic.Bool
-	hook := &syncHookFS{onSync: func() error {
+// failNextSync returns a file system whose next fsync, once fail is set,
+// fails with EIO; the ones after it succeed.
+func failNextSync() (fail *atomic.Bool, hook *syncHookFS) {
+	fail = new(atomic.Bool)
+	return fail, &syncHookFS{onSync: func() error {
 		if fail.CompareAndSwap(true, false) {
 			return syscall.EIO
 		}
 		return nil
 	}}
+}
+
+// A seal whose fsync fails does not rename the active file into a segment
+// as if it were durable. Under SyncInterval the records were acknowledged,
+// so they stay in the active file; the next replay seals them.
+func TestFailedSealFsyncDoesNotRename(t *testing.T) {
+	fail, hook := failNextSync()
 	path := filepath.Join(t.TempDir(), "p.jsonl")
 	s := openTestStore(t, path, Config{fs: hook, Sync: SyncInterval, SyncInterval: 1 << 40})
 	appendAll(t, s, numbered(3)...)
@@ -356,13 +362,7 @@ func TestFailedBackgroundFsync(t *testing.T) {
 // removes nothing (and is not retried into a success), and the next replay
 // delivers everything.
 func TestFailedCommitFsyncRemovesNothing(t *testing.T) {
-	var fail atomic.Bool
-	hook := &syncHookFS{onSync: func() error {
-		if fail.CompareAndSwap(true, false) {
-			return syscall.EIO
-		}
-		return nil
-	}}
+	fail, hook := failNextSync()
 	path := filepath.Join(t.TempDir(), "p.jsonl")
 	s := openTestStore(t, path, Config{fs: hook, Sync: SyncInterval, SyncInterval: 1 << 40})
 	ctx := context.Background()
