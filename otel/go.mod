@@ -27,3 +27,5 @@ require (
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 )
+
+replace github.com/syncbreaker/syncbreaker => ../

@@ -3,12 +3,14 @@
 # (github.com/syncbreaker/syncbreaker) fetched from this clone instead of
 # the module proxy:
 #
-#	bash scripts/core-from-clone.sh go -C otel mod tidy
+#	bash scripts/core-from-clone.sh go build ./...
 #
 # The otel module requires the library at a pseudo-version, a commit of
-# this repository's main branch, as its users will fetch it. `go mod tidy`
-# ignores go.work, so it must fetch that version; the proxy may not have it
-# (a commit not yet public, or no network but the proxy). Here the go
+# this repository's main branch, as its users will fetch it; in development a
+# replace builds it against this tree instead. scripts/pinned-build.sh drops
+# that replace and builds what users get, so the go command must fetch that
+# version, and the proxy may not have it (a commit not yet public, or no
+# network but the proxy). Here the go
 # command clones it from this repository instead: the module is private
 # (GOPRIVATE: no proxy, no checksum database) and git rewrites its GitHub
 # address to this directory. go.sum then gets the same hash the proxy
