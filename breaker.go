@@ -167,6 +167,10 @@ type Stats struct {
 	Opens uint64
 	// Spilled counts payloads the breaker appended to the store.
 	Spilled uint64
+	// Respilled counts the spills, among Spilled, that were a republished
+	// record's own: the record kept the bytes in its place and the copy
+	// is discarded (see SaveForRetry).
+	Respilled uint64
 	// SpillErrors counts appends to the store that failed.
 	SpillErrors uint64
 	// Republished counts records republished and removed from the store.
@@ -242,6 +246,7 @@ type Breaker struct {
 	log          *slog.Logger
 
 	spilled, spillErrors     atomic.Uint64
+	respilled                atomic.Uint64
 	republished, republishEr atomic.Uint64
 	replays                  atomic.Uint64
 	settleTimeouts           atomic.Uint64
@@ -249,9 +254,19 @@ type Breaker struct {
 	probesRejected           atomic.Uint64
 	probesExpired            atomic.Uint64
 	settleTimeoutsInRow      atomic.Uint64
-	settler                  Settler           // the republisher, when it can settle; else nil
-	respiller                *TopicRepublisher // the republisher, when it is one waiting for settles
-	replayWindow             int               // records a replay keeps in flight: the TopicRepublisher's MaxInFlight
+
+	// Optional capabilities of the republisher and the store, found at
+	// New (see capabilities.go); nil when absent.
+	settler    Settler
+	windowed   WindowReplayer // set only with a window above 1
+	window     int            // records a replay keeps in flight while closed
+	idAppender IDAppender
+	tombs      Tombstoner
+	// inFlight counts Republish calls running; while it is 0 no spill can
+	// be a republished message's (see respill.go).
+	inFlight atomic.Int64
+	respills respills
+	late     lateIDs // records whose Republish gave up (see late_settle.go)
 
 	// probeExpiry is a lock-free hint for calls refused a probe: when the
 	// epoch's admissions expire, in nanoseconds since base (0: not all
@@ -380,17 +395,7 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 			rng:        cfg.Rand,
 		},
 	}
-	b.settler, _ = republisher.(Settler)
-	if tr, ok := republisher.(*TopicRepublisher); ok {
-		b.replayWindow = cap(tr.slots)
-	}
-	if tr, ok := republisher.(*TopicRepublisher); ok && tr.settleTimeout > 0 {
-		b.respiller = tr
-		if ls, ok := store.(lateSettler); ok {
-			fn := ls.settleLate
-			tr.onLate.Store(&fn)
-		}
-	}
+	b.discoverCapabilities()
 	b.notifier.fn = cfg.OnStateChange
 	b.notifier.log = log
 	return b, nil
@@ -749,6 +754,7 @@ func (b *Breaker) Stats() Stats {
 	s.ProbesExpired = b.probesExpired.Load()
 	s.Spilled = b.spilled.Load()
 	s.SpillErrors = b.spillErrors.Load()
+	s.Respilled = b.respilled.Load()
 	s.Republished = b.republished.Load()
 	s.RepublishErrors = b.republishEr.Load()
 	s.Replays = b.replays.Load()
@@ -757,20 +763,32 @@ func (b *Breaker) Stats() Stats {
 }
 
 // SaveForRetry appends payload to the pending store and counts it as
-// spilled. On error the caller still owns the payload.
+// spilled; it returns nil once the store has it. On error the caller still
+// owns the payload.
 //
-// A payload that is a republished record still in flight (the handler of a
-// republished message spilling it again, as a handler does when the
-// circuit is open or the send failed) is not appended again: the record
-// stays pending in its place, under its own ID, and SaveForRetry returns
-// nil. This holds when the publisher hands the handler the published
-// payload itself, as a GoChannel does; with other publishers the payload
-// is spilled as a new record.
+// A handler that spills a republished message again (the circuit is open,
+// or its send failed) keeps the message's record, its ID and its place,
+// when it passes the message's context: SaveForRetry(msg.Context(),
+// payload). The bytes it spills are what the record holds from then on
+// (re-marshalled, changed, shorter, longer or empty), and the message is
+// then settled with Breaker.Settle (or Middleware) with a nil error; no
+// second record remains. That needs a republisher that is a Settler and a
+// store that is an IDAppender and a Tombstoner (a TopicRepublisher and a
+// JSONLStore, or decorators that embed them; see Features). With another
+// context, or other parts, the payload becomes a new record, delivered
+// besides the old one: a copy, never a loss. How it works is in
+// respill.go.
 func (b *Breaker) SaveForRetry(ctx context.Context, payload []byte) error {
-	if b.respiller != nil && b.respiller.settleRespilled(payload) {
-		return nil
+	var err error
+	if b.inFlight.Load() > 0 && b.settler != nil && b.idAppender != nil && b.tombs != nil {
+		var id string
+		if id, err = b.idAppender.AppendID(ctx, payload); err == nil {
+			b.respills.note(ctx, id, payload)
+		}
+	} else {
+		err = b.store.Append(ctx, payload)
 	}
-	if err := b.store.Append(ctx, payload); err != nil {
+	if err != nil {
 		b.spillErrors.Add(1)
 		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(payload)))
 		return wrapErr(err, "spill %d bytes", len(payload))

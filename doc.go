@@ -14,6 +14,11 @@
 //
 // The three parts meet only through small interfaces: [CircuitBreaker] for
 // handlers, [PendingStore] for storage and [Republisher] for the way back.
+// What a part can do beyond them (settling, a delivery window, re-spill in
+// place, late settles) the Breaker finds through exported optional
+// interfaces ([Settler], [InFlightLimiter], [WindowReplayer], [IDAppender],
+// [Tombstoner]), so a decorator that embeds the library's type keeps it;
+// [Breaker.Features] reports what was found.
 // A typical daemon builds them in main. With a default GoChannel, whose
 // Publish returns before any handler has run, the republisher waits until
 // the handler has settled each republished message, so a record leaves the

@@ -145,16 +145,23 @@ func (s *lossServer) send(msg *message.Message) error {
 	return nil
 }
 
-// lossSpyStore reports every payload whose Append returned nil: from then
-// on it is durable and must not be lost. It sees the spills of both
-// wirings, the processor loop's SaveForRetry and the middleware's.
+// lossSpyStore reports every payload whose Append (or AppendID) returned
+// nil: from then on it is durable and must not be lost. It sees the spills
+// of both wirings, the processor loop's SaveForRetry and the middleware's.
+// Embedding the JSONLStore keeps every optional capability, as a user's
+// decorator would.
 type lossSpyStore struct {
-	PendingStore
+	*JSONLStore
 	sink lossSink
 }
 
 func (s lossSpyStore) Append(ctx context.Context, payload []byte) error {
-	err := s.PendingStore.Append(ctx, payload)
+	_, err := s.AppendID(ctx, payload)
+	return err
+}
+
+func (s lossSpyStore) AppendID(ctx context.Context, payload []byte) (string, error) {
+	id, err := s.JSONLStore.AppendID(ctx, payload)
 	if err == nil {
 		if seq, ok := lossSeq(payload); ok {
 			s.sink.durable(seq)
@@ -162,12 +169,7 @@ func (s lossSpyStore) Append(ctx context.Context, payload []byte) error {
 			s.sink.corrupt("spilled")
 		}
 	}
-	return err
-}
-
-// replayWindow keeps the store's windowed replay reachable through the spy.
-func (s lossSpyStore) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
-	return s.PendingStore.(windowReplayer).replayWindow(ctx, window, fn)
+	return id, err
 }
 
 type lossDaemonConfig struct {
@@ -234,7 +236,7 @@ func startLossDaemon(cfg lossDaemonConfig) (*lossDaemon, error) {
 		return fail(err)
 	}
 	d.breaker, err = New(Config{FailureThreshold: lossThreshold, ResetInterval: cfg.resetInterval},
-		lossSpyStore{PendingStore: store, sink: cfg.sink}, rep)
+		lossSpyStore{JSONLStore: store, sink: cfg.sink}, rep)
 	if err != nil {
 		return fail(err)
 	}
@@ -288,11 +290,11 @@ func (d *lossDaemon) processorLoop(messages <-chan *message.Message) {
 	breaker, send := d.breaker, d.cfg.server.send
 	handle := func(msg *message.Message) error {
 		if breaker.IsOpen() {
-			return breaker.SaveForRetry(d.life, msg.Payload)
+			return breaker.SaveForRetry(msg.Context(), msg.Payload)
 		}
 		if err := send(msg); err != nil {
 			breaker.RecordFailure()
-			return breaker.SaveForRetry(d.life, msg.Payload)
+			return breaker.SaveForRetry(msg.Context(), msg.Payload)
 		}
 		breaker.RecordSuccess()
 		return nil
@@ -663,9 +665,9 @@ func TestDrainLossReopenMidDrain(t *testing.T) {
 // payload once while it takes everything else, so the circuit stays
 // closed and the round goes on. Each refused record stays pending in its
 // place with its attempt counted (the middleware settles it with the
-// error; the first user's handler spills it again, which SaveForRetry
-// recognises), so nothing is spilled, and it arrives in a later round
-// with MetadataAttempts "1".
+// error; the loop's handler spills it again with msg.Context(), which
+// Settle recognises), so nothing is delivered twice, and it arrives in a
+// later round with MetadataAttempts "1".
 func TestDrainLossHandlerRejects(t *testing.T) {
 	const every = 4
 	seeded := 600
@@ -691,7 +693,14 @@ func TestDrainLossHandlerRejects(t *testing.T) {
 			l := sc.ledger
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			assert.Zero(t, l.spills, "refused records stay in place, not spilled again")
+			if wiring == wiringLoop {
+				// The handler spills each refusal again under
+				// msg.Context(): stored first, then found to be its
+				// record's and discarded (duplicates 0 above).
+				assert.Equal(t, refused, l.spills, "one copy per refusal, discarded")
+			} else {
+				assert.Zero(t, l.spills, "refused records stay in place, not spilled again")
+			}
 			for seq := range server.rejected {
 				assert.Equal(t, 1, l.accepted[seq], "payload %d delivered once", seq)
 				assert.Equal(t, "1", l.attempts[seq], "attempts of payload %d when delivered", seq)

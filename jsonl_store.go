@@ -193,26 +193,38 @@ func (s *JSONLStore) Append(ctx context.Context, payload []byte) error {
 // replay's commit is only logged: the replay is done, and a power loss
 // could at worst bring its records back, to be republished again.)
 func (s *JSONLStore) Replay(ctx context.Context, fn func(context.Context, Record) error) (ReplayResult, error) {
-	return s.replayWindow(ctx, nil, fn)
+	return s.ReplayWindow(ctx, nil, fn)
 }
 
-// replayWindow is Replay with up to window() calls of fn running at once
-// (nil: one at a time); their verdicts still apply in the records' order
-// (see RetryPending).
-func (s *JSONLStore) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
+// ReplayWindow is Replay with up to window() calls of fn running at once
+// (nil: one at a time); their verdicts still apply in the records' order,
+// so kept records keep their places (see WindowReplayer).
+func (s *JSONLStore) ReplayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
 	res, err := s.s.ReplayWindow(ctx, window, func(ctx context.Context, r jsonl.Record) error {
 		return engineVerdict(fn(ctx, Record(r)))
 	})
 	return ReplayResult(res), err
 }
 
-// windowReplayer is a store whose replay can keep several records in
-// flight.
-type windowReplayer interface {
-	replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error)
+// AppendID is Append that returns the new record's ID (see IDAppender).
+func (s *JSONLStore) AppendID(ctx context.Context, payload []byte) (string, error) {
+	return s.s.AppendID(ctx, payload)
 }
 
-var _ windowReplayer = (*JSONLStore)(nil)
+// SettleLate removes the record with this ID at the next replay, without
+// delivering it, counted as republished (see Tombstoner).
+func (s *JSONLStore) SettleLate(id string) { s.s.SettleLate(id) }
+
+// Discard removes the record with this ID at the next replay, without
+// delivering it or counting it as republished: it is a copy of a record
+// the store keeps (see Tombstoner).
+func (s *JSONLStore) Discard(id string) { s.s.Discard(id) }
+
+var (
+	_ WindowReplayer = (*JSONLStore)(nil)
+	_ IDAppender     = (*JSONLStore)(nil)
+	_ Tombstoner     = (*JSONLStore)(nil)
+)
 
 // engineVerdict translates a callback's error into the engine's terms (see
 // PendingStore.Replay).
@@ -222,8 +234,12 @@ func engineVerdict(err error) error {
 		return nil
 	case IsPermanent(err):
 		return markErr(jsonl.ErrDeadLetter, err)
-	case errors.Is(err, ErrOpen):
-		return markErr(jsonl.ErrNotAttempted, err)
+	}
+	if errors.Is(err, ErrOpen) {
+		err = markErr(jsonl.ErrNotAttempted, err)
+	}
+	if p, ok := RespilledPayload(err); ok {
+		return jsonl.WithPayload(err, p)
 	}
 	return err
 }

@@ -27,27 +27,52 @@ type memStore struct {
 	appended  int
 	dead      []syncbreaker.Record
 	closed    bool
+	gone      map[string]bool // tombstones: removed at the next Replay, never delivered
 }
 
-var _ syncbreaker.PendingStore = (*memStore)(nil)
+// memStore has every optional capability a JSONLStore has, so a Breaker
+// over it runs every feature.
+var (
+	_ syncbreaker.PendingStore = (*memStore)(nil)
+	_ syncbreaker.IDAppender   = (*memStore)(nil)
+	_ syncbreaker.Tombstoner   = (*memStore)(nil)
+)
 
-func (s *memStore) Append(_ context.Context, payload []byte) error {
+func (s *memStore) Append(ctx context.Context, payload []byte) error {
+	_, err := s.AppendID(ctx, payload)
+	return err
+}
+
+func (s *memStore) AppendID(_ context.Context, payload []byte) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return syncbreaker.ErrStoreClosed
+		return "", syncbreaker.ErrStoreClosed
 	}
 	if s.appendErr != nil {
-		return s.appendErr
+		return "", s.appendErr
 	}
 	s.next++
 	s.appended++
+	id := fmt.Sprintf("r%d", s.next)
 	s.recs = append(s.recs, syncbreaker.Record{
-		ID:         fmt.Sprintf("r%d", s.next),
+		ID:         id,
 		Payload:    bytes.Clone(payload),
 		EnqueuedAt: time.Now(),
 	})
-	return nil
+	return id, nil
+}
+
+func (s *memStore) SettleLate(id string) { s.tombstone(id) }
+func (s *memStore) Discard(id string)    { s.tombstone(id) }
+
+func (s *memStore) tombstone(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone == nil {
+		s.gone = map[string]bool{}
+	}
+	s.gone[id] = true
 }
 
 func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbreaker.Record) error) (syncbreaker.ReplayResult, error) {
@@ -68,9 +93,18 @@ func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbrea
 			res.Skipped += len(snapshot) - i
 			break
 		}
+		s.mu.Lock()
+		gone := s.gone[rec.ID]
+		s.mu.Unlock()
+		if gone {
+			continue
+		}
 		owned := rec
 		owned.Payload = bytes.Clone(rec.Payload)
 		err := fn(ctx, owned)
+		if p, ok := syncbreaker.RespilledPayload(err); ok {
+			rec.Payload = bytes.Clone(p)
+		}
 		switch {
 		case err == nil:
 			res.Republished++
@@ -90,6 +124,9 @@ func (s *memStore) Replay(ctx context.Context, fn func(context.Context, syncbrea
 	}
 	s.mu.Lock()
 	s.recs = append(keep, s.recs[len(snapshot):]...)
+	for _, r := range snapshot {
+		delete(s.gone, r.ID)
+	}
 	s.dead = append(s.dead, dead...)
 	res.Remaining = len(s.recs)
 	s.mu.Unlock()
@@ -103,11 +140,17 @@ func (s *memStore) Close() error {
 	return nil
 }
 
-// records returns a copy of what is pending.
+// records returns a copy of what is pending, tombstoned records left out.
 func (s *memStore) records() []syncbreaker.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]syncbreaker.Record(nil), s.recs...)
+	var out []syncbreaker.Record
+	for _, r := range s.recs {
+		if !s.gone[r.ID] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // payloads returns the pending payloads as strings, in order.

@@ -34,6 +34,11 @@ type ReplayResult struct {
 	DeadLettered int
 	// Quarantined counts damaged lines moved aside instead of replayed.
 	Quarantined int
+	// Discarded counts records removed without delivery because they
+	// were copies of another record: a handler spilled a republished
+	// message again and the record kept the new bytes in its own place
+	// (see Breaker.SaveForRetry).
+	Discarded int
 }
 
 // PendingStore holds payloads that could not be sent, until they can.

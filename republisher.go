@@ -70,12 +70,13 @@ type RepublisherConfig struct {
 	// Republish is called from several goroutines: being published and,
 	// with SettleTimeout, not yet settled. Zero means
 	// DefaultRepublishMaxInFlight, which also keeps records in order;
-	// negative is an error. A Breaker replaying a JSONLStore keeps this many
-	// records in flight while the circuit is closed (one at a time while
-	// half-open); the store still applies their outcomes in order, and a
-	// crash or a stop repeats at most this many more. Above 1 the handler
-	// may see them out of order. With another PendingStore a replay goes
-	// one record at a time.
+	// negative is an error. A Breaker whose store is a WindowReplayer (a
+	// JSONLStore) keeps this many records in flight while the circuit is
+	// closed (one at a time while half-open; see InFlightLimiter); the
+	// store still applies their outcomes in order, and a crash or a stop
+	// repeats at most this many more. Above 1 the handler may see them out
+	// of order. With another PendingStore a replay goes one record at a
+	// time.
 	MaxInFlight int
 	// Metadata is added to every message, after the syncbreaker keys (so it
 	// may override them, MetadataSettleToken excepted). Nil means none. It is copied by NewRepublisher.
@@ -132,20 +133,20 @@ type TopicRepublisher struct {
 	prepare  func(*message.Message, Record)
 
 	settleTimeout time.Duration
-	token         string                          // MetadataSettleToken of this republisher's messages
-	waiters       []atomic.Pointer[settleWaiter]  // one per in-flight slot; nil when not waiting
-	late          lateIDs                         // records Republish gave up on (see late_settle.go)
-	onLate        atomic.Pointer[func(id string)] // told of a late success; set by New
+	token         string                         // MetadataSettleToken of this republisher's messages
+	waiters       []atomic.Pointer[settleWaiter] // one per in-flight slot; nil when not waiting
 }
 
 // settleWaiter is a Republish waiting for its message to be settled.
 type settleWaiter struct {
-	id      string
-	payload []byte     // the message's payload: the record's own memory
-	done    chan error // cap 1; only the Settle that claimed the waiter sends
+	id   string
+	done chan error // cap 1; only the Settle that claimed the waiter sends
 }
 
-var _ Republisher = (*TopicRepublisher)(nil)
+var (
+	_ Republisher     = (*TopicRepublisher)(nil)
+	_ InFlightLimiter = (*TopicRepublisher)(nil)
+)
 
 // NewRepublisher returns a republisher publishing to topic through pub. It
 // starts nothing and does not own pub: closing pub stays the caller's job.
@@ -207,6 +208,10 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 // Topic returns the topic records are published to.
 func (r *TopicRepublisher) Topic() string { return r.topic }
 
+// MaxInFlight returns how many records may be in flight at once (see
+// RepublisherConfig.MaxInFlight and InFlightLimiter).
+func (r *TopicRepublisher) MaxInFlight() int { return cap(r.slots) }
+
 // Republish waits for an in-flight slot and a pacing slot, then publishes
 // rec as one message whose UUID is rec.ID. If ctx ends while it waits, it
 // returns ctx.Err() and publishes nothing. A publish error is returned
@@ -234,14 +239,7 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Once published, the message is awaited on the caller's own context
-	// if ctx carries one (see withSettleContext): a breaker stops its round
-	// between records, never under a record already handed to the bus.
-	wctx := ctx
-	if c, ok := ctx.Value(settleContextKey{}).(context.Context); ok {
-		wctx = c
-	}
-	msg := r.message(wctx, rec)
+	msg := r.message(ctx, rec)
 	if r.settleTimeout == 0 {
 		if err := r.pub.Publish(r.topic, msg); err != nil {
 			return r.publishError(rec, err)
@@ -251,7 +249,7 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 
 	// Register before publishing: with BlockPublishUntilSubscriberAck or
 	// a router, the handler may settle before Publish returns.
-	w := &settleWaiter{id: rec.ID, payload: rec.Payload, done: make(chan error, 1)}
+	w := &settleWaiter{id: rec.ID, done: make(chan error, 1)}
 	r.waiters[slot].Store(w)
 	if err := r.pub.Publish(r.topic, msg); err != nil {
 		if r.waiters[slot].CompareAndSwap(w, nil) {
@@ -267,14 +265,13 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 		return settled(rec, serr)
 	case <-timer.C:
 		err = fmt.Errorf("%w: record %s after %v", ErrSettleTimeout, rec.ID, r.settleTimeout)
-	case <-wctx.Done():
-		err = wctx.Err()
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	if !r.waiters[slot].CompareAndSwap(w, nil) {
 		return settled(rec, <-w.done) // a Settle won the race: it has sent
 	}
-	r.late.add(rec.ID) // its handler may still finish (see late_settle.go)
-	return err
+	return err // its handler may still finish: a Breaker counts that (see late_settle.go)
 }
 
 // pace waits for the limiter's next slot, or until ctx ends, which
@@ -327,23 +324,21 @@ func (e *notHandledError) Error() string {
 func (e *notHandledError) Unwrap() []error { return []error{ErrNotHandled, e.err} }
 
 // Settle reports that the handler is done with msg and whether r was
-// waiting for it. err nil means handled: sent, or spilled again by the
-// handler; the record is then removed from the store. An error means not
-// handled: the record stays where it is, with its ID and its place, and the
-// daemon acks msg without spilling it (a nack would redeliver it at once on
-// a GoChannel). An error marked with Permanent moves the record to the
-// dead letters.
+// waiting for it. err nil means handled: sent; the record is then removed
+// from the store. An error means not handled: the record stays where it
+// is, with its ID and its place, and the daemon acks msg without spilling
+// it (a nack would redeliver it at once on a GoChannel). An error marked
+// with Permanent moves the record to the dead letters; a Respilled error
+// (Breaker.Settle passes one when the handler spilled msg again) keeps the
+// record with the bytes it carries.
 //
-// A message whose Republish gave up waiting (SettleTimeout, or its caller's
-// context ended) returns true too, and its record stays pending; with err
-// nil the store, when it can (a JSONLStore wired by New), removes the
-// record at its next replay instead of delivering it again (see
-// late_settle.go). Messages r did not republish (fresh traffic, other
-// republishers), and those it no longer knows (settled already, published
+// Messages r did not republish (fresh traffic, other republishers), and
+// those it no longer waits for (settled already, given up on, published
 // before a restart), return false at the cost of one metadata lookup: no
-// lock, no allocation. The daemon then handles msg as fresh data. Settle
-// never blocks and is safe from any goroutine, more than once, and after
-// anything has closed. Breaker.Middleware calls it itself.
+// lock, no allocation. A Breaker's Settle also recognises the ones r gave
+// up on (see late_settle.go). Settle never blocks and is safe from any
+// goroutine, more than once, and after anything has closed.
+// Breaker.Middleware calls it itself.
 func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
 	if msg == nil || r.token == "" || msg.Metadata.Get(MetadataSettleToken) != r.token {
 		return false
@@ -355,56 +350,19 @@ func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
 			return true
 		}
 	}
-	if !r.late.take(msg.UUID) {
-		return false
-	}
-	if fn := r.onLate.Load(); fn != nil && err == nil {
-		(*fn)(msg.UUID)
-	}
-	return true
-}
-
-// settleRespilled settles, as not handled, the waiting message whose
-// payload is payload itself (the same memory, not equal bytes), and
-// reports whether there was one. It lets Breaker.SaveForRetry recognise a
-// handler spilling a republished message again: the record then stays in
-// its place under its own ID instead of coming back as a new record.
-// Publishers that hand the subscriber the published payload (a GoChannel)
-// make this match; others (a broker's network copy) never do, and the
-// payload is spilled as a new record as before.
-func (r *TopicRepublisher) settleRespilled(payload []byte) bool {
-	if len(payload) == 0 {
-		return false
-	}
-	for i := range r.waiters {
-		w := r.waiters[i].Load()
-		if w != nil && len(w.payload) == len(payload) && &w.payload[0] == &payload[0] &&
-			r.waiters[i].CompareAndSwap(w, nil) {
-			w.done <- errRespilled
-			return true
-		}
-	}
 	return false
 }
 
-// errRespilled is what a republished message is settled with when its
-// handler spilled it again (see settleRespilled).
-var errRespilled = errors.New("syncbreaker: the handler spilled the republished record again")
-
-// settleContextKey carries, in Republish's ctx, the context a published
-// message is awaited on and handled under.
-type settleContextKey struct{}
-
-// withSettleContext returns ctx, which stops Republish before it
-// publishes, carrying wait, which alone abandons a message once published.
-func withSettleContext(ctx, wait context.Context) context.Context {
-	return context.WithValue(ctx, settleContextKey{}, wait)
-}
+// publishedKey gives every republished message a context of its own, so
+// with a publisher that keeps it (a GoChannel with PreserveContext) a
+// handler's msg.Context() still tells one message from another (see
+// Breaker.SaveForRetry).
+type publishedKey struct{}
 
 // message builds the watermill message for rec. The payload is rec's own
 // (see PendingStore.Replay), so it is not copied.
 func (r *TopicRepublisher) message(ctx context.Context, rec Record) *message.Message {
-	msg := message.NewMessageWithContext(ctx, rec.ID, rec.Payload)
+	msg := message.NewMessageWithContext(context.WithValue(ctx, publishedKey{}, rec.ID), rec.ID, rec.Payload)
 	msg.Metadata.Set(MetadataRepublished, "true")
 	msg.Metadata.Set(MetadataEnqueuedAt, rec.EnqueuedAt.UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(MetadataAttempts, strconv.Itoa(rec.Attempts))

@@ -150,9 +150,12 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	defer b.replaying.Store(false)
 
 	// rctx ends the round: it is cancelled when the circuit opens, and by
-	// the round itself. It stops the store before the next record and the
-	// republisher before it publishes, while a record already published
-	// is awaited on ctx (withSettleContext).
+	// the round itself. It stops the store before the next record, and
+	// no Republish starts once it has ended; a record already handed to
+	// Republish is awaited on ctx, the caller's, so its handler's outcome
+	// (a re-spill, say) still applies. A Republish that gives up on a
+	// record (a settle timeout, ctx ending) is remembered, so a handler
+	// that settles it later still counts (see late_settle.go).
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b.mu.Lock()
@@ -198,7 +201,15 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 				}
 			}
 		}
-		rerr := b.republisher.Republish(withSettleContext(sctx, ctx), rec)
+		if err := rctx.Err(); err != nil {
+			return markErr(ErrNotAttempted, context.Cause(rctx)) // the record stays as it is
+		}
+		b.inFlight.Add(1)
+		rerr := b.republisher.Republish(ctx, rec)
+		b.inFlight.Add(-1)
+		if rerr != nil && (errors.Is(rerr, ErrSettleTimeout) || ctx.Err() != nil) {
+			b.late.add(rec.ID) // its handler may still settle it
+		}
 		if rerr == nil {
 			b.settleTimeoutsInRow.Store(0)
 			return nil
@@ -212,15 +223,15 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	}
 	var res ReplayResult
 	var err error
-	if wr, ok := b.store.(windowReplayer); ok && b.replayWindow > 1 {
+	if b.windowed != nil {
 		// One at a time while not closed: the oldest record is the probe.
 		window := func() int {
 			if b.State() == StateClosed {
-				return b.replayWindow
+				return b.window
 			}
 			return 1
 		}
-		res, err = wr.replayWindow(rctx, window, republish)
+		res, err = b.windowed.ReplayWindow(rctx, window, republish)
 	} else {
 		res, err = b.store.Replay(rctx, republish)
 	}

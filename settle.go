@@ -40,5 +40,14 @@ var _ Settler = (*TopicRepublisher)(nil)
 // It never blocks and costs one metadata lookup for a message the
 // republisher did not publish.
 func (b *Breaker) Settle(msg *message.Message, err error) bool {
-	return b.settler != nil && b.settler.Settle(msg, err)
+	if msg == nil {
+		return false
+	}
+	if e, ok := b.respills.take(msg.Context()); ok && err == nil {
+		return b.settleRespilled(msg.UUID, func(err error) bool { return b.settler.Settle(msg, err) }, e)
+	}
+	if b.settler != nil && b.settler.Settle(msg, err) {
+		return true
+	}
+	return b.settleLate(msg.UUID, err)
 }

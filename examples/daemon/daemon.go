@@ -152,15 +152,19 @@ func (d *daemon) stop() error {
 // countingRepublisher counts records republished and settled as handled,
 // for the progress display and the restart point. It embeds the
 // *TopicRepublisher rather than the Republisher interface so that Settle
-// is promoted: the breaker finds its Settler by a type assertion on its
-// republisher, and a decorator hiding Settle would leave every republished
-// message unsettled until SettleTimeout.
+// and MaxInFlight are promoted: the breaker finds them through the
+// Settler and InFlightLimiter interfaces, and a decorator hiding them
+// would leave every republished message unsettled until SettleTimeout
+// (New logs that; the summary prints what was found).
 type countingRepublisher struct {
 	*syncbreaker.TopicRepublisher
 	n atomic.Int64
 }
 
-var _ syncbreaker.Settler = (*countingRepublisher)(nil)
+var (
+	_ syncbreaker.Settler         = (*countingRepublisher)(nil)
+	_ syncbreaker.InFlightLimiter = (*countingRepublisher)(nil)
+)
 
 func (c *countingRepublisher) Republish(ctx context.Context, rec syncbreaker.Record) error {
 	err := c.TopicRepublisher.Republish(ctx, rec)

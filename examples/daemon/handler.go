@@ -29,8 +29,9 @@ type syncHandler struct {
 // Handle is the processor loop's handler. It never returns an error for a
 // server failure: the payload is spilled and the message acked, so the
 // message queue does not redeliver it in a hot loop while the server is
-// down. A republished payload it spills again is not appended twice: the
-// breaker recognises it and the record stays pending in its place.
+// down. A republished payload it spills again with msg.Context() keeps its
+// record: Settle finds the spill was for that message, and the record stays
+// pending in its place, under its ID, with the bytes spilled.
 func (h *syncHandler) Handle(msg *message.Message) error {
 	ctx := msg.Context()
 	if h.breaker.IsOpen() {

@@ -15,9 +15,11 @@ import (
 // Payload contents never appear in it, only counts and sizes.
 type summary struct {
 	wiring           string
-	sent             int    // sync messages published
-	spilled          uint64 // over every start of the daemon
-	republished      uint64 // records republished and removed from the spill file
+	features         syncbreaker.Features // what the breaker found in the decorated republisher and the store
+	sent             int                  // sync messages published
+	spilled          uint64               // over every start of the daemon
+	respilled        uint64               // of those, republished records spilled again: kept in place, their copy discarded
+	republished      uint64               // records republished and removed from the spill file
 	restarted        bool
 	drainedAtRestart int   // payloads of the backlog the server had when the daemon stopped
 	pendingAtRestart int64 // what the first start left in the spill file
@@ -33,7 +35,9 @@ type summary struct {
 // add counts what one start of the daemon did.
 func (s *summary) add(d *daemon) {
 	st := d.breaker.Stats()
+	s.features = d.breaker.Features()
 	s.spilled += st.Spilled
+	s.respilled += st.Respilled
 	s.republished += st.Republished
 }
 
@@ -80,8 +84,14 @@ func reportStateChange(con *console, c syncbreaker.StateChange, st syncbreaker.S
 // printSummary prints the run's figures, checked against the server's.
 func printSummary(out io.Writer, s summary, file string) {
 	fmt.Fprintf(out, "\nsummary (%s)\n", s.wiring)
+	f := s.features
+	fmt.Fprintf(out, "  features     settle %s, delivery window %d, re-spill in place %s, late settles %s\n",
+		onOff(f.Settle), f.Window, onOff(f.Respill), onOff(f.LateSettle))
 	fmt.Fprintf(out, "  sent         %d sync messages\n", s.sent)
 	fmt.Fprintf(out, "  spilled      %d payloads to %s\n", s.spilled, filepath.Base(file))
+	if s.respilled > 0 {
+		fmt.Fprintf(out, "               %d of them republished records spilled again, kept in place under their IDs\n", s.respilled)
+	}
 	if s.restarted {
 		fmt.Fprintf(out, "  restart      stopped once the server had %d payloads of the backlog; the restarted daemon found %d pending\n",
 			s.drainedAtRestart, s.pendingAtRestart)
@@ -93,4 +103,11 @@ func printSummary(out io.Writer, s summary, file string) {
 	}
 	fmt.Fprintf(out, "  duplicates   %d, dropped by the server's idempotency key (the message UUID)\n", s.duplicates)
 	fmt.Fprintf(out, "  lost         %d\n", s.lost)
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

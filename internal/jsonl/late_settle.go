@@ -19,12 +19,28 @@ package jsonl
 // in flight (the republisher's MaxInFlight) when its rounds time out.
 const maxTombstones = 4096
 
-// tombstones are the IDs of records handled after their round gave up.
-// Guarded by Store.ledgerMu.
+// tombstones are the IDs of records handled after their round gave up,
+// and of records that are copies of another (see Discard). Guarded by
+// Store.ledgerMu.
 type tombstones struct {
-	ids   map[string]struct{}
-	order []string // oldest first
-	dirty bool     // changed since the ledger was last written
+	ids    map[string]struct{}
+	copies map[string]struct{} // the subset that Discard added
+	order  []string            // oldest first
+	dirty  bool                // changed since the ledger was last written
+}
+
+// copyList returns the IDs Discard added, in the order they were added.
+func (t *tombstones) copyList() []string {
+	if len(t.copies) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(t.copies))
+	for _, id := range t.order {
+		if _, ok := t.copies[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (t *tombstones) add(id string) {
@@ -36,6 +52,7 @@ func (t *tombstones) add(id string) {
 	}
 	if len(t.order) >= maxTombstones {
 		delete(t.ids, t.order[0])
+		delete(t.copies, t.order[0])
 		t.order = t.order[1:]
 	}
 	t.ids[id] = struct{}{}
@@ -49,6 +66,7 @@ func (t *tombstones) drop(ids []string) {
 	}
 	for _, id := range ids {
 		delete(t.ids, id)
+		delete(t.copies, id)
 	}
 	kept := t.order[:0]
 	for _, id := range t.order {
@@ -72,17 +90,41 @@ func (s *Store) SettleLate(id string) {
 	defer s.ledgerMu.Unlock()
 	s.tomb.add(id)
 	s.tombCount.Store(int64(len(s.tomb.order)))
+	s.copyCount.Store(int64(len(s.tomb.copies)))
 }
 
-// tombstoned reports whether the record with this ID was settled late.
-func (s *Store) tombstoned(id string) bool {
-	if s.tombCount.Load() == 0 {
-		return false
+// Discard reports that the record with this ID is a copy of another one
+// the daemon keeps (a handler spilled a republished message again, and the
+// republished record took the new bytes in its own place): the next drain
+// removes it without delivering it and without counting it as
+// republished. Like SettleLate it never blocks on I/O, and a crash before
+// the next ledger write costs one repeat of the copy, never a record.
+func (s *Store) Discard(id string) {
+	if id == "" {
+		return
 	}
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()
-	_, ok := s.tomb.ids[id]
-	return ok
+	s.tomb.add(id)
+	if s.tomb.copies == nil {
+		s.tomb.copies = map[string]struct{}{}
+	}
+	s.tomb.copies[id] = struct{}{}
+	s.tombCount.Store(int64(len(s.tomb.order)))
+	s.copyCount.Store(int64(len(s.tomb.copies)))
+}
+
+// tombstoned reports whether the record with this ID was settled late or
+// discarded as a copy (isCopy).
+func (s *Store) tombstoned(id string) (ok, isCopy bool) {
+	if s.tombCount.Load() == 0 {
+		return false, false
+	}
+	s.ledgerMu.Lock()
+	defer s.ledgerMu.Unlock()
+	_, ok = s.tomb.ids[id]
+	_, isCopy = s.tomb.copies[id]
+	return ok, isCopy
 }
 
 // dropTombstones forgets the tombstones of records a committed drain
@@ -92,4 +134,5 @@ func (s *Store) dropTombstones(ids []string) {
 	defer s.ledgerMu.Unlock()
 	s.tomb.drop(ids)
 	s.tombCount.Store(int64(len(s.tomb.order)))
+	s.copyCount.Store(int64(len(s.tomb.copies)))
 }

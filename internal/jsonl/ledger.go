@@ -62,6 +62,9 @@ type ledgerFile struct {
 	// Settled holds the IDs of records handled after their round gave up
 	// on them (see late_settle.go), oldest first.
 	Settled []string `json:"settled,omitempty"`
+	// Copies is the subset of Settled that are copies of another record
+	// (see Store.Discard): removed, not counted as republished.
+	Copies []string `json:"copies,omitempty"`
 }
 
 const ledgerVersion = 1
@@ -91,11 +94,11 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 }
 
 // saveLedger replaces the ledger at path with marks, next (the store's
-// next sequence number) and the late-settled IDs. It writes one even with
-// no marks, to keep next.
-func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, settled []string) error {
+// next sequence number) and the tombstones. It writes one even with no
+// marks, to keep next.
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, tomb *tombstones) error {
 	path := store + ledgerSuffix
-	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: settled})
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: tomb.order, Copies: tomb.copyList()})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ type ReplayResult struct {
 	DeadLettered int
 	// Quarantined counts damaged lines moved aside instead of replayed.
 	Quarantined int
+	// Discarded counts records removed without delivery because they
+	// were copies of another record (see Store.Discard).
+	Discarded int
 }
 
 // What a Replay callback's error does to its record, beyond nil (removed)
@@ -48,3 +51,32 @@ var (
 	// ErrDeadLetter moves the record to the dead-letter file at once.
 	ErrDeadLetter = errors.New("syncbreaker: record refused for good")
 )
+
+// WithPayload marks a callback's verdict err with the bytes the record is
+// to be kept with: the handler spilled the delivered record again, changed
+// (re-marshalled, shorter, longer or empty), and the record keeps its ID
+// and its place with those bytes. err still decides the rest (an attempt
+// or not). A nil err is taken as ErrNotAttempted: the record is kept.
+func WithPayload(err error, payload []byte) error {
+	if err == nil {
+		err = ErrNotAttempted
+	}
+	return &replacementError{err: err, payload: payload}
+}
+
+type replacementError struct {
+	err     error
+	payload []byte
+}
+
+func (e *replacementError) Error() string { return e.err.Error() }
+func (e *replacementError) Unwrap() error { return e.err }
+
+// replacementOf returns the payload WithPayload marked err with.
+func replacementOf(err error) ([]byte, bool) {
+	var r *replacementError
+	if errors.As(err, &r) {
+		return r.payload, true
+	}
+	return nil, false
+}

@@ -372,10 +372,15 @@ func (d *drain) settleWithoutFn(e *ScanEntry, raw []byte) (settled, done bool, e
 		d.res.Quarantined++
 		return true, true, err
 	}
-	if d.s.tombstoned(e.Record.ID) {
-		// Handled after an earlier round gave up on it: not again.
-		d.republished++
-		d.res.Republished++
+	if ok, isCopy := d.s.tombstoned(e.Record.ID); ok {
+		// Handled after an earlier round gave up on it, or a copy of a
+		// record kept elsewhere: not again.
+		if isCopy {
+			d.res.Discarded++
+		} else {
+			d.republished++
+			d.res.Republished++
+		}
 		d.lateSettled = append(d.lateSettled, e.Record.ID)
 		return true, true, nil
 	}
@@ -391,6 +396,13 @@ func (d *drain) outcome(ctx context.Context, stored Record, raw []byte, called b
 		d.republished++
 		d.res.Republished++
 		return true, nil
+	}
+	if p, ok := replacementOf(ferr); ok {
+		// Kept with the bytes the handler spilled in its place (see
+		// WithPayload): encoded anew, attempt or not as ferr says.
+		stored.Payload = p
+		raw = appendRecord(nil, stored)
+		raw = raw[:len(raw)-1] // as read: without its newline
 	}
 	switch outcomeOf(ctx, ferr) {
 	case outcomeDeadLetter:

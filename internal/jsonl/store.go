@@ -143,6 +143,7 @@ type Store struct {
 	marks     map[string]mark
 	tomb      tombstones   // see late_settle.go; guarded by ledgerMu
 	tombCount atomic.Int64 // len(tomb.order), read without the lock
+	copyCount atomic.Int64 // len(tomb.copies), read without the lock
 	repair    RepairReport
 
 	// The side files, written only by Open and under replaySem; see
@@ -307,8 +308,17 @@ func (s *Store) recover() error {
 	for _, id := range l.Settled {
 		s.tomb.add(id)
 	}
+	for _, id := range l.Copies {
+		if _, ok := s.tomb.ids[id]; ok {
+			if s.tomb.copies == nil {
+				s.tomb.copies = map[string]struct{}{}
+			}
+			s.tomb.copies[id] = struct{}{}
+		}
+	}
 	s.tomb.dirty = false
 	s.tombCount.Store(int64(len(s.tomb.order)))
+	s.copyCount.Store(int64(len(s.tomb.copies)))
 	// A sequence number is never given out twice (see store_layout.go):
 	// not one the ledger's names may use, not one a segment's name uses.
 	next := max(l.Next, 1)
@@ -388,7 +398,7 @@ func (s *Store) recover() error {
 	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now; counts learned
 		// are kept.
-		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), s.tomb.order); err != nil {
+		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), &s.tomb); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
@@ -490,7 +500,7 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 	if maps.Equal(next, s.marks) && !s.tomb.dirty {
 		return nil
 	}
-	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), s.tomb.order)
+	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), &s.tomb)
 	if err == nil {
 		s.tomb.dirty = false
 	}
@@ -591,6 +601,21 @@ func (s *Store) Path() string { return s.path }
 // cuts their records back: the callers keep the payloads, and a later
 // fsync that succeeds is never taken as proof for them (see syncTo).
 func (s *Store) Append(ctx context.Context, payload []byte) error {
+	var id [36]byte
+	return s.append(ctx, payload, &id)
+}
+
+// AppendID is Append that also returns the new record's ID.
+func (s *Store) AppendID(ctx context.Context, payload []byte) (string, error) {
+	var id [36]byte
+	if err := s.append(ctx, payload, &id); err != nil {
+		return "", err
+	}
+	return string(id[:]), nil
+}
+
+// append is Append, formatting the new record's ID into id.
+func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -602,7 +627,6 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 		s.appending.Add(1) // see gatherGroup
 	}
 	now := s.cfg.now()
-	var id [36]byte
 	bp := linePool.Get().(*[]byte)
 	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
 	defer func() {
@@ -720,7 +744,12 @@ func (s *Store) rotate() {
 // (Appended, Quarantined, ...) start at zero when the store is opened;
 // Pending* describe the files.
 type Stats struct {
-	Sync             SyncPolicy
+	Sync SyncPolicy
+	// PendingRecords counts the records waiting to be delivered: copies
+	// the next drain discards (see Store.Discard) are left out, so for
+	// the moment a drain commits it may read low by those. Records
+	// settled late are in it until the drain that removes them, as
+	// republished, commits.
 	PendingRecords   int64
 	PendingBytes     int64
 	OldestEnqueuedAt time.Time // EnqueuedAt of the record at the head of the queue; zero if none
@@ -760,6 +789,9 @@ func (s *Store) Stats() Stats {
 		st.OldestEnqueuedAt = s.oldest
 	}
 	s.mu.Unlock()
+	// Copies leave at the next drain without delivery: they are not
+	// waiting to be sent (see late_settle.go).
+	st.PendingRecords = max(st.PendingRecords-s.copyCount.Load(), 0)
 	st.Appended = s.appended.Load()
 	st.Republished = s.republished.Load()
 	st.Quarantined = s.quarantined.Load()
