@@ -78,9 +78,12 @@ type Config struct {
 	// growth.
 	Multiplier float64
 	// MaxResetInterval caps the grown open interval (before jitter). 0 means
-	// DefaultMaxResetFactor (8) times ResetInterval. It must not be below
-	// ResetInterval, and with Jitter added it must fit a time.Duration
-	// (about 292 years).
+	// min(DefaultMaxResetFactor (8) x ResetInterval, max(ResetInterval,
+	// 1h)): the default one-hour circuit retries every hour, as a daemon
+	// with an hourly ticker did, and a 30 s one grows to at most 4 minutes.
+	// Set it to let a long outage be probed less often. It must not be
+	// below ResetInterval, and with Jitter added it must fit a
+	// time.Duration (about 292 years).
 	MaxResetInterval time.Duration
 	// HalfOpenMaxProbes is how many calls a half-open circuit lets through
 	// to the server before the first outcome is recorded; the calls beyond
@@ -351,7 +354,7 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 	case maxInterval == 0 && interval > math.MaxInt64/DefaultMaxResetFactor:
 		maxInterval = math.MaxInt64 // rejected below, naming ResetInterval
 	case maxInterval == 0:
-		maxInterval = DefaultMaxResetFactor * interval
+		maxInterval = defaultMaxResetInterval(interval)
 	case maxInterval < interval:
 		return nil, fmt.Errorf("%w: MaxResetInterval %v is below ResetInterval %v", ErrInvalidConfig, maxInterval, interval)
 	}

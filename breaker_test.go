@@ -259,6 +259,37 @@ func TestOpenIntervalGrowthAndCap(t *testing.T) {
 	})
 }
 
+// By default the grown interval stays hourly for the default one-hour
+// circuit (the first user's daemon retried every hour), and a short
+// interval grows to 8 times itself, never past an hour.
+func TestOpenIntervalDefaultCapKeepsHourlyHourly(t *testing.T) {
+	for _, tt := range []struct {
+		reset time.Duration
+		want  []time.Duration
+	}{
+		{time.Hour, []time.Duration{time.Hour, time.Hour, time.Hour}},
+		{30 * time.Second, []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}},
+		{20 * time.Minute, []time.Duration{20 * time.Minute, 40 * time.Minute, time.Hour, time.Hour}},
+		{2 * time.Hour, []time.Duration{2 * time.Hour, 2 * time.Hour}},
+	} {
+		t.Run(tt.reset.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1, ResetInterval: tt.reset, Jitter: -1}, nil, nil)
+				stop := startRun(t, b)
+				defer stop()
+				for _, want := range tt.want {
+					b.RecordFailure()
+					require.Equal(t, syncbreaker.StateOpen, b.State())
+					assert.Equal(t, want, b.Stats().OpenInterval)
+					time.Sleep(want)
+					synctest.Wait()
+					require.Equal(t, syncbreaker.StateHalfOpen, b.State())
+				}
+			})
+		})
+	}
+}
+
 func TestOpenIntervalMultiplierOneDisablesGrowth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, syncbreaker.Config{FailureThreshold: 1, ResetInterval: time.Minute, Multiplier: 1, Jitter: -1}, nil, nil)

@@ -13,8 +13,9 @@ const (
 	DefaultResetInterval = time.Hour
 	// DefaultMultiplier is used when Config.Multiplier is 0.
 	DefaultMultiplier = 2.0
-	// DefaultMaxResetFactor times ResetInterval is the cap used when
-	// Config.MaxResetInterval is 0.
+	// DefaultMaxResetFactor times ResetInterval, but never more than an
+	// hour unless ResetInterval is longer, is the cap used when
+	// Config.MaxResetInterval is 0 (see defaultMaxResetInterval).
 	DefaultMaxResetFactor = 8
 	// DefaultJitter is used when Config.Jitter is 0: each open interval is
 	// spread uniformly over ±10% so a fleet of daemons that lost the same
@@ -60,4 +61,12 @@ func (o *openInterval) next(reopens int) time.Duration {
 		d *= 1 + o.jitter*(2*u-1)
 	}
 	return time.Duration(d)
+}
+
+// defaultMaxResetInterval is the cap on the grown open interval when
+// Config.MaxResetInterval is 0: growth spares a server that stays down, but
+// never stretches the hourly retry a daemon's users expect past an hour
+// (the first user's original retried every hour).
+func defaultMaxResetInterval(interval time.Duration) time.Duration {
+	return min(DefaultMaxResetFactor*interval, max(interval, time.Hour))
 }
