@@ -111,6 +111,25 @@ type Config struct {
 	// longer than your client's own timeout), short next to ResetInterval.
 	// Negative is an error.
 	HalfOpenProbeTimeout time.Duration
+	// SpillFailures says which paths spill a payload whose send failed
+	// while the circuit stays closed: the zero value, SpillOnSettle, has
+	// Settle and Middleware spill it (see SpillMode).
+	SpillFailures SpillMode
+	// MaxAttempts dead-letters a republished record once it has failed
+	// this many deliveries, whatever the store's own limit: with failed
+	// sends spilled, a payload the server always rejects (a 4xx the
+	// handler does not mark Permanent) would otherwise come back every
+	// round. 0 means DefaultMaxAttempts (10) unless SpillFailures is
+	// SpillWhenOpen, where it means no limit; negative means no limit.
+	// The breaker applies it as it classifies an attempt (the record is
+	// dead-lettered as if refused with Permanent), so it works with any
+	// store that has dead letters; StoreConfig.MaxAttempts stays the
+	// store's own limit. pendingctl requeue-dead brings such records back.
+	MaxAttempts int
+	// MaxRetryAfter caps the open interval a server's delay sets (a
+	// RetryAfter error, or Trip). 0 means DefaultMaxRetryAfter (24h);
+	// negative is an error. Delays under a second become a second.
+	MaxRetryAfter time.Duration
 	// Jitter spreads every open interval uniformly over ±Jitter of its
 	// length. 0 means DefaultJitter (0.1); a negative value disables jitter.
 	// It must be below 1 (and not NaN).
@@ -239,14 +258,18 @@ type Breaker struct {
 	// IsOpen, given back under mu), and 0 while open.
 	word atomic.Uint64
 
-	threshold    uint32
-	maxProbes    uint32
-	probeTimeout time.Duration
-	interval     time.Duration
-	isFailure    func(error) bool
-	store        PendingStore
-	republisher  Republisher
-	log          *slog.Logger
+	threshold     uint32
+	maxProbes     uint32
+	probeTimeout  time.Duration
+	interval      time.Duration
+	maxRetryAfter time.Duration
+	now           func() time.Time // time.Now; a seam for tests of a machine that slept
+	spillMode     SpillMode
+	maxAttempts   int // 0: no limit
+	isFailure     func(error) bool
+	store         PendingStore
+	republisher   Republisher
+	log           *slog.Logger
 
 	spilled, spillErrors     atomic.Uint64
 	respilled                atomic.Uint64
@@ -290,6 +313,7 @@ type Breaker struct {
 	growth       openInterval
 	openInterval time.Duration
 	openUntil    time.Time
+	serverDelay  bool // the current opening's interval is the server's (see Trip)
 	lastChange   time.Time
 	nextRetry    time.Time               // when Run retries pending records while not open
 	cancelReplay context.CancelCauseFunc // stops the running replay when the circuit opens
@@ -342,6 +366,24 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 	case probeTimeout < 0:
 		return nil, fmt.Errorf("%w: HalfOpenProbeTimeout %v is negative", ErrInvalidConfig, probeTimeout)
 	}
+	if cfg.SpillFailures < SpillOnSettle || cfg.SpillFailures > SpillWhenOpen {
+		return nil, fmt.Errorf("%w: SpillFailures %d is not a SpillMode", ErrInvalidConfig, cfg.SpillFailures)
+	}
+	maxAttempts := cfg.MaxAttempts
+	switch {
+	case maxAttempts == 0 && cfg.SpillFailures != SpillWhenOpen:
+		maxAttempts = DefaultMaxAttempts
+	case maxAttempts < 0:
+		maxAttempts = 0
+	}
+	maxRetryAfter := cfg.MaxRetryAfter
+	switch {
+	case maxRetryAfter == 0:
+		maxRetryAfter = DefaultMaxRetryAfter
+	case maxRetryAfter < 0:
+		return nil, fmt.Errorf("%w: MaxRetryAfter %v is negative", ErrInvalidConfig, maxRetryAfter)
+	}
+	maxRetryAfter = max(maxRetryAfter, minRetryAfter)
 	mult := cfg.Multiplier
 	switch {
 	case mult == 0:
@@ -380,16 +422,20 @@ func New(cfg Config, store PendingStore, republisher Republisher) (*Breaker, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Breaker{
-		threshold:    uint32(threshold),
-		maxProbes:    uint32(maxProbes),
-		probeTimeout: probeTimeout,
-		interval:     interval,
-		isFailure:    cfg.IsFailure,
-		store:        store,
-		republisher:  republisher,
-		log:          log,
-		base:         time.Now(),
-		wake:         make(chan struct{}, 1),
+		threshold:     uint32(threshold),
+		maxProbes:     uint32(maxProbes),
+		probeTimeout:  probeTimeout,
+		interval:      interval,
+		maxRetryAfter: maxRetryAfter,
+		now:           time.Now,
+		isFailure:     cfg.IsFailure,
+		spillMode:     cfg.SpillFailures,
+		maxAttempts:   maxAttempts,
+		store:         store,
+		republisher:   republisher,
+		log:           log,
+		base:          time.Now(),
+		wake:          make(chan struct{}, 1),
 		growth: openInterval{
 			base:       interval,
 			multiplier: mult,
@@ -678,7 +724,7 @@ func (b *Breaker) Reset() {
 // again.
 func (b *Breaker) transition(w uint64, to State) bool {
 	b.mu.Lock()
-	ok := b.transitionLocked(w, to, time.Now())
+	ok := b.transitionLocked(w, to, b.now(), 0)
 	b.mu.Unlock()
 	if ok {
 		b.afterTransition()
@@ -687,8 +733,9 @@ func (b *Breaker) transition(w uint64, to State) bool {
 }
 
 // transitionLocked requires b.mu held. The caller must call afterTransition
-// after unlocking when it returns true.
-func (b *Breaker) transitionLocked(w uint64, to State, now time.Time) bool {
+// after unlocking when it returns true. serverDelay > 0 opens the circuit
+// for that long instead of the grown interval (see Trip).
+func (b *Breaker) transitionLocked(w uint64, to State, now time.Time, serverDelay time.Duration) bool {
 	from := stateOf(w)
 	nw := (genOf(w)+1)<<genShift | uint64(to)<<stateShift
 	if !b.word.CompareAndSwap(w, nw) {
@@ -703,6 +750,10 @@ func (b *Breaker) transitionLocked(w uint64, to State, now time.Time) bool {
 		}
 		b.opens++
 		b.openInterval = b.growth.next(b.reopens)
+		b.serverDelay = serverDelay > 0
+		if b.serverDelay {
+			b.openInterval = serverDelay
+		}
 		b.openUntil = now.Add(b.openInterval)
 		change.OpenInterval = b.openInterval
 		if b.cancelReplay != nil {
@@ -782,20 +833,14 @@ func (b *Breaker) Stats() Stats {
 // besides the old one: a copy, never a loss. How it works is in
 // respill.go.
 func (b *Breaker) SaveForRetry(ctx context.Context, payload []byte) error {
-	var err error
-	if b.inFlight.Load() > 0 && b.settler != nil && b.idAppender != nil && b.tombs != nil {
-		var id string
-		if id, err = b.idAppender.AppendID(ctx, payload); err == nil {
-			b.respills.note(ctx, id, payload)
-		}
-	} else {
-		err = b.store.Append(ctx, payload)
+	if b.inFlight.Load() == 0 || b.settler == nil || b.idAppender == nil || b.tombs == nil {
+		return b.appendSpill(ctx, payload)
 	}
+	id, err := b.idAppender.AppendID(ctx, payload)
 	if err != nil {
-		b.spillErrors.Add(1)
-		b.log.LogAttrs(ctx, slog.LevelError, "syncbreaker: spill failed", slog.Int("bytes", len(payload)))
-		return wrapErr(err, "spill %d bytes", len(payload))
+		return b.spillError(ctx, payload, err)
 	}
+	b.respills.note(ctx, id, payload)
 	b.spilled.Add(1)
 	return nil
 }

@@ -35,10 +35,16 @@ func (b *Breaker) Execute(ctx context.Context, payload []byte, send func(context
 		return b.executeGuarded(ctx, w, payload, send)
 	}
 	err := send(ctx)
-	if !b.record(ctx, w, err) {
+	if !b.record(ctx, w, err) && !b.spillsAlways(ctx, err) {
 		return err
 	}
 	return b.spillFailed(ctx, payload, err)
+}
+
+// spillsAlways reports whether Execute spills a send that failed with err
+// while the circuit stays closed (Config.SpillFailures SpillAlways).
+func (b *Breaker) spillsAlways(ctx context.Context, err error) bool {
+	return err != nil && b.spillMode == SpillAlways && b.isServerFailure(ctx, err)
 }
 
 // executeGuarded is Execute for a call that found the circuit open or
@@ -48,7 +54,7 @@ func (b *Breaker) Execute(ctx context.Context, payload []byte, send func(context
 func (b *Breaker) executeGuarded(ctx context.Context, w uint64, payload []byte, send func(context.Context) error) error {
 	w, ok := b.admit(w)
 	if !ok {
-		return b.SaveForRetry(ctx, payload)
+		return b.appendSpill(ctx, payload)
 	}
 	var err error
 	if stateOf(w) == StateHalfOpen {
@@ -63,7 +69,7 @@ func (b *Breaker) executeGuarded(ctx context.Context, w uint64, payload []byte, 
 	} else {
 		err = send(ctx) // closed meanwhile
 	}
-	if !b.record(ctx, w, err) {
+	if !b.record(ctx, w, err) && !b.spillsAlways(ctx, err) {
 		return err
 	}
 	return b.spillFailed(ctx, payload, err)
@@ -72,7 +78,7 @@ func (b *Breaker) executeGuarded(ctx context.Context, w uint64, payload []byte, 
 // spillFailed spills the payload of a send that failed with err and left
 // the circuit open; if the spill fails too, both errors are returned.
 func (b *Breaker) spillFailed(ctx context.Context, payload []byte, err error) error {
-	if serr := b.SaveForRetry(ctx, payload); serr != nil {
+	if serr := b.appendSpill(ctx, payload); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return nil
@@ -86,6 +92,9 @@ func (b *Breaker) record(ctx context.Context, w uint64, err error) (spill bool) 
 	if err == nil {
 		b.success(w, true)
 		return false
+	}
+	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
+		return b.trip(w, true, d)
 	}
 	if b.countsAsFailure(ctx, err) {
 		return b.failure(w, true)

@@ -67,10 +67,10 @@ func (b *Breaker) handleGuarded(ctx context.Context, h message.HandlerFunc, msg 
 		if stateOf(w) == StateHalfOpen {
 			settleErr = errProbeLimit
 		}
-		if b.Settle(msg, settleErr) {
+		if b.settleRepublished(msg, settleErr) {
 			return nil, nil // stays pending where it is, not an attempt
 		}
-		return nil, b.SaveForRetry(ctx, msg.Payload)
+		return nil, b.spillMessage(msg)
 	}
 	if stateOf(w) != StateHalfOpen { // closed meanwhile
 		produced, err := h(msg)
@@ -91,8 +91,8 @@ func (b *Breaker) handleGuarded(ctx context.Context, h message.HandlerFunc, msg 
 // with ctx its context, settles msg when the republisher waits for it, and
 // spills its payload when the failure left the circuit open.
 func (b *Breaker) handled(ctx context.Context, msg *message.Message, w uint64, produced []*message.Message, err error) ([]*message.Message, error) {
-	spill := b.record(ctx, w, err)
-	if b.Settle(msg, err) {
+	spill := b.record(ctx, w, err) // a RetryAfter has opened the circuit by now
+	if b.settleRepublished(msg, err) {
 		if err != nil {
 			return nil, nil // the record stays pending (or is dead-lettered)
 		}
@@ -101,10 +101,10 @@ func (b *Breaker) handled(ctx context.Context, msg *message.Message, w uint64, p
 	switch {
 	case err == nil:
 		return produced, nil
-	case !spill:
+	case !spill && !b.spillsFresh(ctx, err):
 		return nil, err
 	}
-	if serr := b.SaveForRetry(ctx, msg.Payload); serr != nil {
+	if serr := b.spillMessage(msg); serr != nil {
 		return nil, errors.Join(err, serr)
 	}
 	return nil, nil

@@ -66,6 +66,7 @@ func TestMiddlewareMatrix(t *testing.T) {
 		name         string
 		threshold    int
 		open         bool
+		spillMode    syncbreaker.SpillMode
 		handlerErr   error
 		appendErr    error
 		wantCalled   bool
@@ -74,7 +75,11 @@ func TestMiddlewareMatrix(t *testing.T) {
 		wantSpilled  []string
 	}{
 		{name: "closed success", threshold: 1, wantCalled: true, wantProduced: true},
-		{name: "closed failure below threshold", threshold: 2, handlerErr: errServer, wantCalled: true, wantErr: errServer},
+		{name: "closed failure below threshold: spilled", threshold: 2, handlerErr: errServer, wantCalled: true, wantSpilled: []string{"in"}},
+		{name: "closed failure below threshold, SpillWhenOpen", threshold: 2, spillMode: syncbreaker.SpillWhenOpen, handlerErr: errServer, wantCalled: true, wantErr: errServer},
+		{name: "closed failure below threshold, spill error", threshold: 2, handlerErr: errServer, appendErr: errDisk, wantCalled: true, wantErr: errDisk},
+		{name: "closed, store full: not spilled again", threshold: 2, handlerErr: syncbreaker.ErrStoreFull, wantCalled: true, wantErr: syncbreaker.ErrStoreFull},
+		{name: "retry-after opens at once", threshold: 5, handlerErr: syncbreaker.RetryAfter(errServer, time.Minute), wantCalled: true, wantSpilled: []string{"in"}},
 		{name: "closed failure trips", threshold: 1, handlerErr: errServer, wantCalled: true, wantSpilled: []string{"in"}},
 		{name: "permanent", threshold: 1, handlerErr: syncbreaker.Permanent(errClient), wantCalled: true, wantErr: errClient},
 		{name: "open", threshold: 1, open: true, wantSpilled: []string{"in"}},
@@ -84,7 +89,7 @@ func TestMiddlewareMatrix(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			store := &memStore{appendErr: tt.appendErr}
-			b := newBreaker(t, syncbreaker.Config{FailureThreshold: tt.threshold}, store, nil)
+			b := newBreaker(t, syncbreaker.Config{FailureThreshold: tt.threshold, SpillFailures: tt.spillMode}, store, nil)
 			if tt.open {
 				failN(b, tt.threshold)
 			}

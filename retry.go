@@ -73,7 +73,7 @@ func (b *Breaker) tick(ctx context.Context) {
 			return
 		}
 		// An open word is only changed under b.mu, so this cannot fail.
-		b.transitionLocked(w, StateHalfOpen, now)
+		b.transitionLocked(w, StateHalfOpen, now, 0)
 		b.mu.Unlock()
 		b.afterTransition()
 	} else {
@@ -265,6 +265,13 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 		return err, true // the store sees its ctx ended: not an attempt
 	}
 	b.republishEr.Add(1)
+	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
+		// The server said when to come back: the circuit is open (Settle
+		// tripped it before this Republish returned), and the record is
+		// not at fault.
+		b.trip(b.word.Load(), false, d)
+		return markErr(ErrNotAttempted, err), true
+	}
 	switch {
 	case errors.Is(err, ErrSettleTimeout):
 		b.settleTimeouts.Add(1)
@@ -284,12 +291,19 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 		// server is down, which says nothing about this record.
 		return markErr(ErrNotAttempted, err), true
 	case errors.Is(err, ErrNotHandled):
+		if b.maxAttempts > 0 && rec.Attempts+1 >= b.maxAttempts {
+			// Config.MaxAttempts: dead-lettered, never deleted.
+			return Permanent(fmt.Errorf("%w (attempt %d of %d)", err, rec.Attempts+1, b.maxAttempts)), false
+		}
 		return err, false // an attempt; the round goes on
 	}
 	if !strings.Contains(err.Error(), rec.ID) {
 		err = wrapErr(err, "republish record %s", rec.ID)
 	}
-	return err, true // Publish failed: an attempt
+	// Publish failed: the bus is down or closed (a daemon stopping after
+	// pubsub.Close()), which says nothing about the record. No attempt;
+	// the round stops so a publisher that is down is not hammered.
+	return markErr(ErrNotAttempted, err), true
 }
 
 // settleTimeoutWarnAfter is how many settle timeouts in a row make the

@@ -17,16 +17,28 @@ type Settler interface {
 var _ Settler = (*TopicRepublisher)(nil)
 
 // Settle reports that the daemon's handler is done with msg, for a
-// processor loop that has no router (Middleware does this itself). It
-// forwards to the Breaker's republisher when that is a Settler, and returns
-// whether the republisher was waiting for msg; then the daemon acks msg,
-// whatever err is: nil removes the record from the store, an error leaves
-// it pending in its place (a Permanent one dead-letters it). That holds
-// for a message handled after its Republish gave up waiting for it too: a
-// JSONLStore then removes the record at the next round instead of
-// delivering it again (see late_settle.go). A false return means msg is
-// fresh traffic, or was republished before a restart, or settled already:
-// ack or nack it as usual.
+// processor loop that has no router (Middleware does this itself), and
+// returns true when the breaker has taken care of msg: ack it.
+//
+// A republished message (the Breaker's republisher waits for it, or its
+// Republish gave up): nil removes the record from the store, an error
+// leaves it pending in its place (a Permanent one dead-letters it), and a
+// handler that spilled it again with msg.Context() leaves it pending with
+// the bytes it spilled (see SaveForRetry). A message handled after its
+// Republish gave up counts too: a Tombstoner store then removes the record
+// at the next round instead of delivering it again (see late_settle.go).
+//
+// A fresh message whose handler failed with a server failure (not
+// Permanent, not its own context ending, accepted by Config.IsFailure, and
+// not one of the store's own errors such as ErrStoreFull): its payload is
+// spilled, so Settle may write to disk, and true is returned (see
+// Config.SpillFailures; the handler has recorded the failure, nothing is
+// counted twice). Only the payload is spilled, as a new record under a new
+// ID, and it is sent after newer messages. A failed spill returns false
+// (the daemon nacks msg and keeps it) and counts in SpillErrors. An error
+// marked with RetryAfter opens the circuit at once, for the server's delay,
+// before anything else. Any other message returns false: ack or nack it
+// as usual.
 //
 //	for msg := range messages {
 //		err := handle(msg) // IsOpen, SaveForRetry, RecordFailure, RecordSuccess
@@ -37,12 +49,28 @@ var _ Settler = (*TopicRepublisher)(nil)
 //		}
 //	}
 //
-// It never blocks and costs one metadata lookup for a message the
-// republisher did not publish.
+// For a message that succeeded and was not republished it never blocks and
+// costs one metadata lookup.
 func (b *Breaker) Settle(msg *message.Message, err error) bool {
 	if msg == nil {
 		return false
 	}
+	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
+		b.trip(b.word.Load(), false, d) // open before the record's Republish returns
+	}
+	if b.settleRepublished(msg, err) {
+		return true
+	}
+	if err == nil || !b.spillsFresh(msg.Context(), err) {
+		return false
+	}
+	return b.spillMessage(msg) == nil
+}
+
+// settleRepublished settles msg if it is a republished message the
+// Breaker's republisher waits for, or one whose Republish gave up, and
+// reports whether it was.
+func (b *Breaker) settleRepublished(msg *message.Message, err error) bool {
 	if e, ok := b.respills.take(msg.Context()); ok && err == nil {
 		return b.settleRespilled(msg.UUID, func(err error) bool { return b.settler.Settle(msg, err) }, e)
 	}
