@@ -1,0 +1,122 @@
+package syncbreaker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/syncbreaker/syncbreaker"
+)
+
+// The first user's handler records a failure and returns the error; the
+// README's loop line then acks what Settle took care of. A fresh message
+// whose send failed with a server failure is spilled, once, and counted
+// once.
+func TestSettleSpillsAFreshMessagesServerFailure(t *testing.T) {
+	ctxDone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		name      string
+		cfg       syncbreaker.Config
+		ctx       context.Context
+		err       error
+		appendErr error
+		want      bool
+		spilled   []string
+	}{
+		{name: "server failure", err: errServer, want: true, spilled: []string{"p"}},
+		{name: "wrapped", err: fmt.Errorf("post: %w", errServer), want: true, spilled: []string{"p"}},
+		{name: "success", err: nil, want: false},
+		{name: "permanent (a 4xx the adapter marks)", err: syncbreaker.Permanent(errClient), want: false},
+		{name: "IsFailure rejects it", cfg: syncbreaker.Config{IsFailure: func(error) bool { return false }}, err: errServer, want: false},
+		{name: "its own context ended", ctx: ctxDone, err: context.Canceled, want: false},
+		{name: "the store was full when the handler spilled", err: syncbreaker.ErrStoreFull, want: false},
+		{name: "payload too large", err: fmt.Errorf("spill: %w", syncbreaker.ErrPayloadTooLarge), want: false},
+		{name: "SpillWhenOpen", cfg: syncbreaker.Config{SpillFailures: syncbreaker.SpillWhenOpen}, err: errServer, want: false},
+		{name: "spill fails: nacked", err: errServer, appendErr: errDisk, want: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &memStore{appendErr: tt.appendErr}
+			b := newBreaker(t, tt.cfg, store, nil)
+			msg := message.NewMessage("fresh", []byte("p"))
+			if tt.ctx != nil {
+				msg.SetContext(tt.ctx)
+			}
+			if tt.err != nil {
+				b.RecordFailure() // the handler did
+			}
+			assert.Equal(t, tt.want, b.Settle(msg, tt.err))
+			assert.Equal(t, tt.spilled, store.payloads())
+			st := b.Stats()
+			assert.Equal(t, uint64(len(tt.spilled)), st.Spilled)
+			if tt.appendErr != nil {
+				assert.Equal(t, uint64(1), st.SpillErrors)
+			}
+			if tt.err != nil {
+				assert.Equal(t, 1, st.ConsecutiveFailures, "counted once, by the handler")
+			}
+		})
+	}
+}
+
+// Execute keeps returning a failed send's error by default; SpillAlways
+// spills it.
+func TestExecuteSpillsFailuresOnlyWhenAsked(t *testing.T) {
+	send := func(context.Context) error { return errServer }
+	store := &memStore{}
+	b := newBreaker(t, syncbreaker.Config{}, store, nil)
+	assert.ErrorIs(t, b.Execute(t.Context(), []byte("kept by the caller"), send), errServer)
+	assert.Empty(t, store.payloads())
+
+	store = &memStore{}
+	b = newBreaker(t, syncbreaker.Config{SpillFailures: syncbreaker.SpillAlways}, store, nil)
+	assert.NoError(t, b.Execute(t.Context(), []byte("spilled"), send))
+	assert.Equal(t, []string{"spilled"}, store.payloads())
+	assert.Equal(t, 1, b.Stats().ConsecutiveFailures)
+}
+
+// With failed sends spilled, a payload the server always rejects reaches
+// the dead letters after Config.MaxAttempts (10 by default), never
+// deleted and never republished forever.
+func TestMaxAttemptsDeadLettersAPoisonRecord(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  syncbreaker.Config
+		want int // rounds until dead-lettered; 0: never within 15
+	}{
+		{"default", syncbreaker.Config{}, 10},
+		{"configured", syncbreaker.Config{MaxAttempts: 3}, 3},
+		{"SpillWhenOpen has no limit", syncbreaker.Config{SpillFailures: syncbreaker.SpillWhenOpen}, 0},
+		{"no limit", syncbreaker.Config{MaxAttempts: -1}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := seeded(t, "poison")
+			rep := &refusingRepublisher{err: errors.Join(syncbreaker.ErrNotHandled, errClient)}
+			b := newBreaker(t, tt.cfg, store, rep)
+			rounds := 0
+			for rounds < 15 && len(store.dead) == 0 {
+				_, err := b.RetryPending(t.Context())
+				require.NoError(t, err)
+				rounds++
+			}
+			if tt.want == 0 {
+				assert.Empty(t, store.dead)
+				assert.Equal(t, 15, store.records()[0].Attempts)
+				return
+			}
+			assert.Equal(t, tt.want, rounds)
+			require.Len(t, store.dead, 1)
+			assert.Equal(t, tt.want, store.dead[0].Attempts)
+		})
+	}
+}
+
+// refusingRepublisher fails every record with err.
+type refusingRepublisher struct{ err error }
+
+func (r *refusingRepublisher) Republish(context.Context, syncbreaker.Record) error { return r.err }
