@@ -300,9 +300,12 @@ type Breaker struct {
 	probeExpiry atomic.Int64
 	base        time.Time // the monotonic origin of probeExpiry
 
-	running   atomic.Bool
-	replaying atomic.Bool
-	wake      chan struct{} // cap 1: tells Run to recompute its timer
+	running atomic.Bool
+	// retrySoonPending: a payload was spilled while closed, and the next
+	// success arms a retry soon (see armRetrySoon).
+	retrySoonPending atomic.Bool
+	replaying        atomic.Bool
+	wake             chan struct{} // cap 1: tells Run to recompute its timer
 
 	notifier notifier
 
@@ -655,7 +658,15 @@ func (b *Breaker) success(seen uint64, sameGen bool) {
 		}
 		switch stateOf(w) {
 		case StateClosed:
-			if countOf(w) == 0 || b.word.CompareAndSwap(w, w&^countMask) {
+			if countOf(w) == 0 {
+				return
+			}
+			if b.word.CompareAndSwap(w, w&^countMask) {
+				// The first success after failures: a spill follows a
+				// counted failure, so this is where a retry soon is armed.
+				if b.retrySoonPending.Load() {
+					b.armRetrySoon()
+				}
 				return
 			}
 		case StateHalfOpen:

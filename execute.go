@@ -81,6 +81,7 @@ func (b *Breaker) spillFailed(ctx context.Context, payload []byte, err error) er
 	if serr := b.appendSpill(ctx, payload); serr != nil {
 		return errors.Join(err, serr)
 	}
+	b.noteClosedSpill()
 	return nil
 }
 

@@ -33,13 +33,13 @@ func (b *Breaker) Run(ctx context.Context) error {
 	defer b.running.Store(false)
 
 	b.mu.Lock()
-	b.nextRetry = time.Now().Add(b.interval)
+	b.nextRetry = b.now().Add(b.interval)
 	b.mu.Unlock()
 
 	timer := time.NewTimer(b.interval)
 	defer timer.Stop()
 	for {
-		timer.Reset(b.untilTick(time.Now()))
+		timer.Reset(b.untilTick(b.now()))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -50,6 +50,20 @@ func (b *Breaker) Run(ctx context.Context) error {
 	}
 }
 
+// Sleep. Go's timers count on the monotonic clock, which stops while a
+// Linux or macOS machine is suspended: a laptop that slept through the
+// night would resume its hour-long wait on waking. So Run never waits
+// longer than wakeEvery, and each tick asks the wall clock too (due, by
+// either clock, means due): an open interval or a retry that fell due
+// while the machine slept fires within wakeEvery of waking.
+const wakeEvery = 30 * time.Second
+
+// due reports whether at has come by the monotonic clock or by the wall
+// clock (which a suspend does not stop).
+func due(now, at time.Time) bool {
+	return !now.Before(at) || !now.Round(0).Before(at.Round(0))
+}
+
 // untilTick returns how long Run waits before its next tick.
 func (b *Breaker) untilTick(now time.Time) time.Duration {
 	b.mu.Lock()
@@ -58,17 +72,20 @@ func (b *Breaker) untilTick(now time.Time) time.Duration {
 	if b.State() == StateOpen {
 		at = b.openUntil
 	}
-	return max(at.Sub(now), 0)
+	if due(now, at) {
+		return 0
+	}
+	return min(at.Sub(now), at.Round(0).Sub(now.Round(0)), wakeEvery)
 }
 
 // tick moves an open circuit whose interval has passed to half-open, and
 // republishes pending records when that happened or a retry is due.
 func (b *Breaker) tick(ctx context.Context) {
-	now := time.Now()
+	now := b.now()
 	b.mu.Lock()
 	w := b.word.Load()
 	if stateOf(w) == StateOpen {
-		if now.Before(b.openUntil) {
+		if !due(now, b.openUntil) {
 			b.mu.Unlock()
 			return
 		}
@@ -77,7 +94,7 @@ func (b *Breaker) tick(ctx context.Context) {
 		b.mu.Unlock()
 		b.afterTransition()
 	} else {
-		if now.Before(b.nextRetry) {
+		if !due(now, b.nextRetry) {
 			b.mu.Unlock()
 			return
 		}
@@ -86,7 +103,13 @@ func (b *Breaker) tick(ctx context.Context) {
 	}
 	res, err := b.RetryPending(ctx)
 	switch {
-	case err == nil, errors.Is(err, ErrReplayInProgress), ctx.Err() != nil:
+	case errors.Is(err, ErrReplayInProgress):
+		// What a retry soon after spills wanted is behind the running
+		// round, in the active file: another round follows it.
+		if b.retrySoonPending.Load() {
+			b.armRetrySoon()
+		}
+	case err == nil, ctx.Err() != nil:
 	default:
 		b.log.LogAttrs(ctx, slog.LevelWarn, "syncbreaker: replay incomplete",
 			slog.Int("republished", res.Republished), slog.Int("remaining", res.Remaining),
@@ -374,5 +397,41 @@ func (b *Breaker) awaitProbeSlot(ctx context.Context, p *roundProbe) error {
 			return ctx.Err()
 		}
 		timer.Stop()
+	}
+}
+
+// Retry soon after a spill. A payload spilled while the circuit stays
+// closed (Settle or Middleware spilling a failed send) should go out soon
+// after the server answers again, not at the next ResetInterval tick. So
+// such a spill marks the breaker, and the next success recorded while
+// closed arms a retry retrySoonDelay later (a debounce: a burst of
+// successes makes one round). Records that fail again in that round are
+// settled as republished messages, never spilled, so they do not re-arm
+// it. It needs Run, which owns the timer. Such a record arrives after newer
+// messages.
+const retrySoonDelay = 5 * time.Second
+
+// noteClosedSpill marks a spill made while the circuit was closed.
+func (b *Breaker) noteClosedSpill() {
+	if b.State() == StateClosed {
+		b.retrySoonPending.Store(true)
+	}
+}
+
+// armRetrySoon moves the next retry to at most retrySoonDelay from now.
+// It is called from the success path, never the closed, zero-count fast
+// path of RecordSuccess (a spill follows a counted failure).
+func (b *Breaker) armRetrySoon() {
+	if !b.retrySoonPending.Swap(false) {
+		return
+	}
+	b.mu.Lock()
+	if at := b.now().Add(retrySoonDelay); stateOf(b.word.Load()) == StateClosed && at.Before(b.nextRetry) {
+		b.nextRetry = at
+	}
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
 	}
 }

@@ -66,7 +66,11 @@ func (b *Breaker) spillsFresh(ctx context.Context, err error) bool {
 // context may be ending (the daemon stopping): the payload is still the
 // daemon's to keep, so the append does not depend on it.
 func (b *Breaker) spillMessage(msg *message.Message) error {
-	return b.appendSpill(context.WithoutCancel(msg.Context()), msg.Payload)
+	if err := b.appendSpill(context.WithoutCancel(msg.Context()), msg.Payload); err != nil {
+		return err
+	}
+	b.noteClosedSpill()
+	return nil
 }
 
 // appendSpill appends payload to the store and counts the spill, or the

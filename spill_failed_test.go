@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
@@ -120,3 +122,55 @@ func TestMaxAttemptsDeadLettersAPoisonRecord(t *testing.T) {
 type refusingRepublisher struct{ err error }
 
 func (r *refusingRepublisher) Republish(context.Context, syncbreaker.Record) error { return r.err }
+
+// A payload spilled while the circuit stays closed goes out shortly after
+// the server answers again (a success after the spill arms a retry
+// retrySoonDelay later), not at the next hourly tick; a record that fails
+// again in that round does not re-arm it.
+func TestSpillWhileClosedIsRetriedSoonAfterASuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memStore{}
+		rep := &recordingRepublisher{}
+		b := newBreaker(t, syncbreaker.Config{}, store, rep)
+		stop := startRun(t, b)
+		defer stop()
+
+		b.RecordSuccess() // no spill yet: nothing is armed
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Zero(t, b.Stats().Replays)
+
+		b.RecordFailure()
+		require.True(t, b.Settle(message.NewMessage("fresh", []byte("p")), errServer))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Zero(t, b.Stats().Replays, "the server has not answered yet")
+
+		start := time.Now()
+		b.RecordSuccess()
+		time.Sleep(5*time.Second - time.Nanosecond)
+		synctest.Wait()
+		assert.Empty(t, rep.republished(), "a debounce first")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Len(t, rep.republished(), 1, "republished %v after the success", time.Since(start))
+		assert.Empty(t, store.payloads())
+
+		// The record failing again in its round is not a spill: the next
+		// success arms nothing.
+		rep.mu.Lock()
+		rep.err = errors.Join(syncbreaker.ErrNotHandled, errServer)
+		rep.mu.Unlock()
+		b.RecordFailure()
+		require.True(t, b.Settle(message.NewMessage("fresh-2", []byte("q")), errServer))
+		b.RecordSuccess()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		replays := b.Stats().Replays
+		b.RecordFailure() // the handler's failure of the republished record
+		b.RecordSuccess()
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		assert.Equal(t, replays, b.Stats().Replays, "not re-armed by the record that failed again")
+	})
+}
