@@ -286,6 +286,7 @@ type Breaker struct {
 	settler    Settler
 	windowed   WindowReplayer // set only with a window above 1
 	window     int            // records a replay keeps in flight while closed
+	recognizer Recognizer
 	idAppender IDAppender
 	tombs      Tombstoner
 	// inFlight counts Republish calls running; while it is 0 no spill can

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // Optional capabilities. A Breaker needs only a PendingStore and a
@@ -31,6 +33,15 @@ type InFlightLimiter interface {
 // (JSONLStore). window is read before each record; nil means 1.
 type WindowReplayer interface {
 	ReplayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error)
+}
+
+// Recognizer is a Republisher that can tell its own republished messages
+// from any other, whether or not it still waits for them
+// (TopicRepublisher: its settle token). With it a handler's re-spill of a
+// republished message is known to be a copy before the message is
+// settled, so no copy outlives the record's Republish.
+type Recognizer interface {
+	Recognizes(msg *message.Message) bool
 }
 
 // IDAppender is a PendingStore whose append says which record it made
@@ -96,6 +107,7 @@ func (b *Breaker) discoverCapabilities() {
 		b.window = il.MaxInFlight()
 		b.windowed = wr
 	}
+	b.recognizer, _ = b.republisher.(Recognizer)
 	b.idAppender, _ = b.store.(IDAppender)
 	b.tombs, _ = b.store.(Tombstoner)
 

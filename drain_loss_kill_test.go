@@ -41,6 +41,27 @@ func TestDrainLossKill9(t *testing.T) {
 	}
 }
 
+// TestDrainLossFirstUserKill9 kills the first user's daemon as written
+// (drain_loss_first_user_test.go) with SIGKILL again and again in the
+// middle of its drain and its outages. What it acked or spilled must not
+// be lost; fresh messages that were only on the in-memory bus at a kill
+// were never acked, and are not counted (the bus dies with the process).
+func TestDrainLossFirstUserKill9(t *testing.T) {
+	seeded, kills := 400, 15
+	if testing.Short() {
+		seeded, kills = 150, 4
+	}
+	sc := newLossScenario(t, wiringFirstUser, seeded)
+	rng := rand.New(rand.NewPCG(7, 11))
+	for k := range kills {
+		sc.killChild(k+1, 50*time.Millisecond+time.Duration(rng.IntN(350))*time.Millisecond)
+	}
+	t.Logf("%d kills; %d of the %d seeded payloads delivered before the last life",
+		kills, sc.ledger.seededDelivered(), seeded)
+	sc.drainRest()
+	sc.ledger.check(t, sc.path, -1)
+}
+
 // killChild runs one child daemon life on the scenario's store and kills
 // it after the given time, feeding the ledger from what it printed.
 func (sc *lossScenario) killChild(seed int, after time.Duration) {

@@ -85,13 +85,33 @@ func lossPayload(seq int) []byte {
 }
 
 // lossSeq returns the number of payload p, and false unless p is
-// byte-exact what lossPayload made.
+// byte-exact what lossPayload made, or the first user's envelope around a
+// payload that decodes to what lossPayload made (its handler spills a
+// re-marshalled copy, not the bytes it received).
 func lossSeq(p []byte) (int, bool) {
+	var env firstUserEnvelope
+	if json.Unmarshal(p, &env) == nil && env.Type != "" {
+		seq, ok := lossSeqDecoded(env.Payload)
+		return seq, ok && env.Type == "sync"
+	}
 	var v struct{ Seq *int }
 	if json.Unmarshal(p, &v) != nil || v.Seq == nil {
 		return 0, false
 	}
 	return *v.Seq, bytes.Equal(p, lossPayload(*v.Seq))
+}
+
+// lossSeqDecoded is lossSeq comparing decoded JSON, not bytes.
+func lossSeqDecoded(p []byte) (int, bool) {
+	var v struct{ Seq *int }
+	if json.Unmarshal(p, &v) != nil || v.Seq == nil {
+		return 0, false
+	}
+	var got, want bytes.Buffer
+	if json.Compact(&got, p) != nil || json.Compact(&want, lossPayload(*v.Seq)) != nil {
+		return 0, false
+	}
+	return *v.Seq, bytes.Equal(got.Bytes(), want.Bytes())
 }
 
 // lossSink receives what a daemon observes. The test's ledger implements
@@ -104,6 +124,13 @@ type lossSink interface {
 	durable(seq int)
 	// corrupt: a payload was not byte-exact what was appended.
 	corrupt(where string)
+	// acked: the daemon acked fresh message seq (the first user's loop):
+	// from then on the bus no longer has it, so it must be delivered or
+	// durable.
+	acked(seq int)
+	// gaveUp: the first user's consumer dropped fresh message seq after
+	// its redeliveries ("Max retries reached").
+	gaveUp(seq int)
 }
 
 // lossServer is the fake server the daemon sends to: a few milliseconds a
@@ -113,6 +140,7 @@ type lossServer struct {
 	sink        lossSink
 	down        atomic.Bool
 	rejectEvery int
+	firstUser   bool // posts are payloads out of the first user's envelope; some get a 4xx
 
 	mu       sync.Mutex
 	rejected map[int]bool
@@ -121,12 +149,18 @@ type lossServer struct {
 func (s *lossServer) send(msg *message.Message) error {
 	time.Sleep(time.Millisecond + rand.N(2*time.Millisecond))
 	seq, ok := lossSeq(msg.Payload)
+	if !ok && s.firstUser {
+		seq, ok = lossSeqDecoded(msg.Payload) // the payload out of a re-marshalled envelope
+	}
 	if !ok {
 		s.sink.corrupt("delivered")
 		return Permanent(errors.New("malformed payload"))
 	}
 	if s.down.Load() {
 		return errors.New("server down")
+	}
+	if s.refuses(seq) {
+		return Permanent(errors.New("server answered 400")) // as the first user's adapter marks a 4xx
 	}
 	if s.rejectEvery > 0 && msg.Metadata.Get(MetadataRepublished) == "true" && seq%s.rejectEvery == 0 {
 		s.mu.Lock()
@@ -162,7 +196,7 @@ func (s lossSpyStore) Append(ctx context.Context, payload []byte) error {
 
 func (s lossSpyStore) AppendID(ctx context.Context, payload []byte) (string, error) {
 	id, err := s.JSONLStore.AppendID(ctx, payload)
-	if err == nil {
+	if err == nil && !isLossNoise(payload) {
 		if seq, ok := lossSeq(payload); ok {
 			s.sink.durable(seq)
 		} else {
@@ -235,7 +269,11 @@ func startLossDaemon(cfg lossDaemonConfig) (*lossDaemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	d.breaker, err = New(Config{FailureThreshold: lossThreshold, ResetInterval: cfg.resetInterval},
+	threshold := lossThreshold
+	if cfg.wiring == wiringFirstUser {
+		threshold = 0 // the default, 10: more failures than the consumer's redeliveries of one message
+	}
+	d.breaker, err = New(Config{FailureThreshold: threshold, ResetInterval: cfg.resetInterval},
 		lossSpyStore{JSONLStore: store, sink: cfg.sink}, rep)
 	if err != nil {
 		return fail(err)
@@ -250,6 +288,15 @@ func startLossDaemon(cfg lossDaemonConfig) (*lossDaemon, error) {
 			return fail(err)
 		}
 		go d.processorLoop(messages)
+	case wiringFirstUser:
+		cfg.server.firstUser = true
+		ctx, cancel := context.WithCancel(d.life)
+		d.stopConsumer = func() error { cancel(); return nil }
+		messages, err := d.bus.Subscribe(ctx, lossTopic)
+		if err != nil {
+			return fail(err)
+		}
+		go d.firstUserLoop(messages)
 	case wiringRouter:
 		d.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 		if err != nil {
@@ -324,7 +371,11 @@ func (d *lossDaemon) publishFresh() {
 			return
 		case <-tick.C:
 		}
-		if d.bus.Publish(lossTopic, message.NewMessage(watermill.NewUUID(), lossPayload(seq))) != nil {
+		payload := lossPayload(seq)
+		if d.cfg.wiring == wiringFirstUser {
+			payload = firstUserFresh(seq)
+		}
+		if d.bus.Publish(lossTopic, message.NewMessage(watermill.NewUUID(), payload)) != nil {
 			return
 		}
 	}
@@ -350,6 +401,9 @@ func (d *lossDaemon) waitDrained() error {
 // store last, since the consumer may spill until it has returned.
 func (d *lossDaemon) stop() (Stats, error) {
 	d.stopFresh()
+	if d.cfg.wiring == wiringFirstUser {
+		return d.stopAsTheFirstUser()
+	}
 	d.stopBreaker()
 	d.breakerWG.Wait()
 	err := d.stopConsumer()
@@ -376,19 +430,22 @@ func lossWaitFor(timeout time.Duration, what string, cond func() bool) error {
 // lossLedger is the test's account of every payload: which were durable,
 // how often each was delivered, and with which attempt count.
 type lossLedger struct {
-	mu        sync.Mutex
-	seeded    int
-	isDurable map[int]bool
-	spills    int            // durable reports after the seeding: the daemons' spills
-	accepted  map[int]int    // deliveries per payload
-	attempts  map[int]string // MetadataAttempts of a payload's last delivery
-	corrupts  []string
+	mu         sync.Mutex
+	seeded     int
+	isDurable  map[int]bool
+	ackedSeqs  map[int]bool   // fresh messages the first user's loop acked
+	gaveUpSeqs map[int]bool   // and those its consumer dropped
+	spills     int            // durable reports after the seeding: the daemons' spills
+	accepted   map[int]int    // deliveries per payload
+	attempts   map[int]string // MetadataAttempts of a payload's last delivery
+	corrupts   []string
 }
 
 var _ lossSink = (*lossLedger)(nil)
 
 func newLossLedger() *lossLedger {
-	return &lossLedger{isDurable: map[int]bool{}, accepted: map[int]int{}, attempts: map[int]string{}}
+	return &lossLedger{isDurable: map[int]bool{}, accepted: map[int]int{}, attempts: map[int]string{},
+		ackedSeqs: map[int]bool{}, gaveUpSeqs: map[int]bool{}}
 }
 
 func (l *lossLedger) delivered(seq int, attempts string) {
@@ -405,6 +462,18 @@ func (l *lossLedger) durable(seq int) {
 	l.spills++
 }
 
+func (l *lossLedger) acked(seq int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ackedSeqs[seq] = true
+}
+
+func (l *lossLedger) gaveUp(seq int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gaveUpSeqs[seq] = true
+}
+
 func (l *lossLedger) corrupt(where string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -413,12 +482,12 @@ func (l *lossLedger) corrupt(where string) {
 
 // seed appends payloads 0..n-1 to the store at path before any daemon
 // runs, so the drain is what is tested.
-func (l *lossLedger) seed(t *testing.T, path string, n int) {
+func (l *lossLedger) seed(t *testing.T, path string, n int, payload func(int) []byte) {
 	t.Helper()
 	s, err := OpenJSONLStore(path, StoreConfig{Sync: SyncNever}) // Close fsyncs
 	require.NoError(t, err)
 	for seq := range n {
-		require.NoError(t, s.Append(context.Background(), lossPayload(seq)))
+		require.NoError(t, s.Append(context.Background(), payload(seq)))
 	}
 	require.NoError(t, s.Close())
 	l.mu.Lock()
@@ -456,6 +525,10 @@ func (l *lossLedger) readChild(r io.Reader, ready chan<- struct{}) (errs []strin
 			l.delivered(seq, "")
 		case kind == "S" && convErr == nil:
 			l.durable(seq)
+		case kind == "A" && convErr == nil:
+			l.acked(seq)
+		case kind == "G" && convErr == nil:
+			l.gaveUp(seq)
 		case kind == "X":
 			l.corrupt(arg)
 		default:
@@ -479,6 +552,9 @@ func (l *lossLedger) check(t *testing.T, path string, maxDuplicates int) {
 			continue
 		}
 		require.NoError(t, jsonl.ScanFile(f, jsonl.ScanConfig{}, func(e jsonl.ScanEntry) error {
+			if isLossNoise(e.Record.Payload) {
+				return nil // a decode error's message, on its way to the dead letters
+			}
 			seq, ok := lossSeq(e.Record.Payload)
 			if e.Problem != jsonl.ProblemNone || !ok {
 				l.corrupt(fmt.Sprintf("pending in %s line %d (%v)", filepath.Base(f), e.Line, e.Problem))
@@ -488,7 +564,21 @@ func (l *lossLedger) check(t *testing.T, path string, maxDuplicates int) {
 			return nil
 		}))
 	}
-	assert.Empty(t, layout.Dead, "nothing is dead-lettered")
+	// Only what can never be delivered is dead-lettered: a message that
+	// does not decode, or a payload the server refuses with a 4xx (the
+	// first user's traffic); it is kept there, not lost.
+	dead := map[int]bool{}
+	if layout.Dead != "" {
+		require.NoError(t, jsonl.ScanFile(layout.Dead, jsonl.ScanConfig{}, func(e jsonl.ScanEntry) error {
+			if isLossNoise(e.Record.Payload) {
+				return nil
+			}
+			seq, ok := lossSeq(e.Record.Payload)
+			assert.True(t, ok && refuses4xx(seq), "dead-lettered: only a payload the server refuses for good (line %d)", e.Line)
+			dead[seq] = true
+			return nil
+		}))
+	}
 	assert.Empty(t, layout.Quarantine, "nothing is quarantined")
 
 	l.mu.Lock()
@@ -499,6 +589,7 @@ func (l *lossLedger) check(t *testing.T, path string, maxDuplicates int) {
 		switch {
 		case l.accepted[seq] > 0:
 			delivered++
+		case dead[seq]:
 		case !pending[seq]:
 			lost = append(lost, seq)
 		}
@@ -508,6 +599,27 @@ func (l *lossLedger) check(t *testing.T, path string, maxDuplicates int) {
 		if !l.isDurable[seq] {
 			fresh++ // sent at once, never spilled
 		}
+	}
+	// Fresh messages the first user's loop acked, or gave up on: acked
+	// ones must have arrived or be durable; one given up on is lost
+	// unless the server refused it for good (a 4xx).
+	for seq := range l.ackedSeqs {
+		if l.accepted[seq] == 0 && !pending[seq] && !dead[seq] && !l.isDurable[seq] {
+			lost = append(lost, seq)
+		}
+	}
+	refused4xx := 0
+	for seq := range l.gaveUpSeqs {
+		switch {
+		case refuses4xx(seq):
+			refused4xx++
+		case l.accepted[seq] == 0 && !pending[seq] && !l.ackedSeqs[seq]:
+			lost = append(lost, seq)
+		}
+	}
+	if len(l.ackedSeqs)+len(l.gaveUpSeqs) > 0 {
+		t.Logf("%s: fresh messages acked %d, given up on %d (%d refused with a 4xx); dead-lettered %d refused payloads",
+			t.Name(), len(l.ackedSeqs), len(l.gaveUpSeqs), refused4xx, len(dead))
 	}
 	slices.Sort(lost)
 	t.Logf("%s: durable %d (%d seeded, %d spills); delivered %d of them; duplicates %d; pending %d; lost %d; fresh payloads sent directly %d",
@@ -542,7 +654,11 @@ func newLossScenario(t *testing.T, wiring lossWiring, seeded int) *lossScenario 
 		path:   filepath.Join(t.TempDir(), "spill", "sync-pending.jsonl"),
 		ledger: newLossLedger(),
 	}
-	sc.ledger.seed(t, sc.path, seeded)
+	payload := lossPayload
+	if wiring == wiringFirstUser {
+		payload = func(seq int) []byte { return firstUserEnvelopeOf(lossPayload(seq)) }
+	}
+	sc.ledger.seed(t, sc.path, seeded, payload)
 	return sc
 }
 
@@ -723,6 +839,8 @@ func (s *lossChildSink) line(format string, args ...any) {
 func (s *lossChildSink) delivered(seq int, _ string) { s.line("D %d", seq) }
 func (s *lossChildSink) durable(seq int)             { s.line("S %d", seq) }
 func (s *lossChildSink) corrupt(where string)        { s.line("X %s", where) }
+func (s *lossChildSink) acked(seq int)               { s.line("A %d", seq) }
+func (s *lossChildSink) gaveUp(seq int)              { s.line("G %d", seq) }
 
 // runLossChild is a daemon life in a child process, killed by the parent
 // at a random moment of its drain. Half the lives meet a short outage, so

@@ -146,6 +146,7 @@ type settleWaiter struct {
 var (
 	_ Republisher     = (*TopicRepublisher)(nil)
 	_ InFlightLimiter = (*TopicRepublisher)(nil)
+	_ Recognizer      = (*TopicRepublisher)(nil)
 )
 
 // NewRepublisher returns a republisher publishing to topic through pub. It
@@ -351,6 +352,12 @@ func (r *TopicRepublisher) Settle(msg *message.Message, err error) bool {
 		}
 	}
 	return false
+}
+
+// Recognizes reports whether msg is a message r republished (see
+// Recognizer), whether or not r still waits for it: one metadata lookup.
+func (r *TopicRepublisher) Recognizes(msg *message.Message) bool {
+	return msg != nil && r.token != "" && msg.Metadata.Get(MetadataSettleToken) == r.token
 }
 
 // publishedKey gives every republished message a context of its own, so

@@ -3,6 +3,8 @@ package syncbreaker
 import (
 	"context"
 	"reflect"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 	"sync"
 	"sync/atomic"
 )
@@ -102,9 +104,22 @@ func (t *respills) take(ctx context.Context) (respill, bool) {
 
 // settleRespilled settles msg, whose handler spilled e, and reports
 // whether msg was a republished message: then its record keeps e's bytes
-// and e's record is discarded.
-func (b *Breaker) settleRespilled(id string, settle func(error) bool, e respill) bool {
-	if !settle(Respilled(e.payload)) && !b.late.take(id) {
+// and e's record is discarded. A republisher that recognises its own
+// messages lets the copy be discarded before the record's Republish
+// returns, so a round that ends sees no copy left; with another the copy
+// is discarded right after.
+func (b *Breaker) settleRespilled(msg *message.Message, e respill) bool {
+	if b.recognizer != nil && b.recognizer.Recognizes(msg) {
+		// Its record holds the content (pending, or delivered already):
+		// the spill is a copy, whatever the settle finds.
+		b.tombs.Discard(e.id)
+		b.respilled.Add(1)
+		if !b.settler.Settle(msg, Respilled(e.payload)) {
+			b.late.take(msg.UUID) // given up on: the record stays as it was
+		}
+		return true
+	}
+	if !b.settler.Settle(msg, Respilled(e.payload)) && !b.late.take(msg.UUID) {
 		return false // fresh traffic: e's record is its record
 	}
 	b.tombs.Discard(e.id)

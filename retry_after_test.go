@@ -132,9 +132,13 @@ func TestExecuteRetryAfter(t *testing.T) {
 // Trip while half-open ends the epoch and stops the replay.
 func TestTripWhileHalfOpenStopsTheReplay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := seeded(t, "a", "b")
+		store := &memStore{}
 		rep := &blockingRepublisher{entered: make(chan struct{}, 2), release: make(chan struct{})}
 		b := halfOpenBreaker(t, syncbreaker.Config{}, store, rep)
+		synctest.Wait() // Run's own round, on entering half-open, found nothing
+		for _, p := range []string{"a", "b"} {
+			require.NoError(t, store.Append(t.Context(), []byte(p)))
+		}
 		done := make(chan error, 1)
 		go func() { _, err := b.RetryPending(t.Context()); done <- err }()
 		<-rep.entered

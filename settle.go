@@ -72,7 +72,7 @@ func (b *Breaker) Settle(msg *message.Message, err error) bool {
 // reports whether it was.
 func (b *Breaker) settleRepublished(msg *message.Message, err error) bool {
 	if e, ok := b.respills.take(msg.Context()); ok && err == nil {
-		return b.settleRespilled(msg.UUID, func(err error) bool { return b.settler.Settle(msg, err) }, e)
+		return b.settleRespilled(msg, e)
 	}
 	if b.settler != nil && b.settler.Settle(msg, err) {
 		return true
