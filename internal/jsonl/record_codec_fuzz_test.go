@@ -2,6 +2,8 @@ package jsonl
 
 import (
 	"bytes"
+	"errors"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -89,6 +91,46 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if fast.ID != slow.ID || fast.Attempts != slow.Attempts || !bytes.Equal(fast.Payload, slow.Payload) ||
 			!fast.EnqueuedAt.Equal(slow.EnqueuedAt) || fast.EnqueuedAt.Location().String() != slow.EnqueuedAt.Location().String() {
 			t.Fatal("fast path and encoding/json disagree")
+		}
+	})
+}
+
+// FuzzParseHex32 checks the checksum's hex reader against strconv.
+func FuzzParseHex32(f *testing.F) {
+	for _, s := range []string{"c9cf5f6f", "81900316", "FFFFFFFF", "0000000g", "+1234567", "0x123456", "1234567", "123456789"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseHex32(b)
+		want, err := strconv.ParseUint(string(b), 16, 32)
+		if len(b) != 8 {
+			err = errors.Join(err, errors.New("not 8 digits"))
+		}
+		if ok != (err == nil) || ok && got != uint32(want) {
+			t.Fatalf("parseHex32(%q) = %x, %v; strconv: %x, %v", b, got, ok, want, err)
+		}
+	})
+}
+
+// FuzzParseZuluTime checks the encoder's time reader against
+// Time.UnmarshalText: whatever it reads, UnmarshalText reads the same.
+func FuzzParseZuluTime(f *testing.F) {
+	for _, s := range []string{"2026-11-27T04:11:14.026181909Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z",
+		"2025-01-01T00:00:00.Z", "2025-01-01T00:00:00.5Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z",
+		"2025-01-01T00:00:60Z", "0000-01-01T00:00:00Z", "2025-01-01T00:00:00+01:00", "2025-01-01t00:00:00Z"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseZuluTime(b)
+		if !ok {
+			return
+		}
+		var want time.Time
+		if err := want.UnmarshalText(b); err != nil {
+			t.Fatalf("parseZuluTime(%q) = %v; UnmarshalText: %v", b, got, err)
+		}
+		if !got.Equal(want) || got.Location().String() != want.Location().String() || got != want {
+			t.Fatalf("parseZuluTime(%q) = %v; UnmarshalText: %v", b, got, want)
 		}
 	})
 }
