@@ -269,7 +269,7 @@ func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, p
 	if crc32c(line[:n-crcSuffixSize]) != want {
 		return Record{}, false, ProblemChecksum
 	}
-	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize], scratch); ok {
+	if rec, ok := decodeEnvelope(line[:n-crcSuffixSize], scratch, true); ok {
 		return rec, false, ProblemNone
 	}
 	// Not laid out as the encoder writes: let encoding/json judge it.
@@ -310,7 +310,13 @@ func decodeEnvelopeJSON(line []byte) (rec Record, legacy bool, problem Problem) 
 // (escapes, reordered or extra keys, leading zeros, whitespace) makes it
 // return false so the caller falls back to encoding/json. scratch is as
 // for decodeLineReusing.
-func decodeEnvelope(body []byte, scratch *[]byte) (rec Record, ok bool) {
+//
+// summed says the line's CRC32C matched, so its bytes are the ones the
+// encoder wrote, which put the payload inline only once validJSON (and
+// inlinableJSON) accepted it: see payloadJSON. decodeLineReusing always
+// passes true; FuzzDecodeEnvelope checks the answers with false against
+// encoding/json, and those with true against the answers with false.
+func decodeEnvelope(body []byte, scratch *[]byte, summed bool) (rec Record, ok bool) {
 	const head = `{"_v":1,"id":"`
 	if !bytes.HasPrefix(body, []byte(head)) {
 		return rec, false
@@ -342,7 +348,7 @@ func decodeEnvelope(body []byte, scratch *[]byte) (rec Record, ok bool) {
 	case bytes.HasPrefix(rest, []byte(`,"p":`)):
 		p := rest[len(`,"p":`):]
 		// json.RawMessage gets the value without surrounding whitespace.
-		if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) || !validJSON(p) {
+		if len(p) == 0 || isJSONSpace(p[0]) || isJSONSpace(p[len(p)-1]) || !payloadJSON(p, summed) {
 			return rec, false
 		}
 		if scratch == nil {
@@ -374,6 +380,51 @@ func decodeEnvelope(body []byte, scratch *[]byte) (rec Record, ok bool) {
 	}
 	rec.ID = string(id)
 	return rec, true
+}
+
+// payloadJSON reports whether p, an inline payload, can be handed back as
+// the envelope's "p". Unsummed, p must be JSON (validJSON). Summed, the
+// checksum vouches for the bytes and validating them again would be a
+// third of a replay's decoding: an object or array is only checked to
+// close at its last byte (so a line no encoder wrote, with a good
+// checksum and more keys after "p", still goes to encoding/json and is
+// refused there), reading its strings only for where they end; a scalar,
+// short or a string, is validated as before.
+func payloadJSON(p []byte, summed bool) bool {
+	if !summed || p[0] != '{' && p[0] != '[' {
+		return validJSON(p)
+	}
+	depth := 0
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i == len(p)-1
+			}
+		case '"':
+			// The closing quote: the next one not escaped by an odd
+			// run of backslashes.
+			for j := i + 1; ; {
+				q := bytes.IndexByte(p[j:], '"')
+				if q < 0 {
+					return false
+				}
+				j += q
+				k := j
+				for k > i+1 && p[k-1] == '\\' {
+					k--
+				}
+				if (j-k)%2 == 0 {
+					i = j
+					break
+				}
+				j++
+			}
+		}
+	}
+	return false
 }
 
 // cutQuoted splits s at its first quote, if what comes before it passes

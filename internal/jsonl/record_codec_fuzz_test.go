@@ -74,11 +74,21 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":01,"p":{"x":1},"p":2`))
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"A\rA=="`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := decodeEnvelope(body, nil)
+		fast, ok := decodeEnvelope(body, nil, false)
 		scratch := []byte("stale")
-		reused, okReused := decodeEnvelope(body, &scratch)
+		reused, okReused := decodeEnvelope(body, &scratch, false)
 		if ok != okReused || ok && !bytes.Equal(fast.Payload, reused.Payload) {
 			t.Fatal("decoding into a reused buffer changes the result")
+		}
+		// A body whose checksum matched skips only the payload's
+		// validation: the same answer, or else an inline payload that is
+		// not JSON, handed back as the bytes after "p".
+		summed, okSummed := decodeEnvelope(body, nil, true)
+		switch {
+		case ok && (!okSummed || !sameRecord(fast, summed)):
+			t.Fatal("a checked checksum changes an accepted record")
+		case !ok && okSummed && (validJSON(summed.Payload) || !bytes.HasSuffix(body, append([]byte(`,"p":`), summed.Payload...))):
+			t.Fatal("a checked checksum accepts more than an unvalidated inline payload")
 		}
 		if !ok {
 			return
@@ -93,6 +103,10 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			t.Fatal("fast path and encoding/json disagree")
 		}
 	})
+}
+
+func sameRecord(a, b Record) bool {
+	return a.ID == b.ID && a.Attempts == b.Attempts && bytes.Equal(a.Payload, b.Payload) && a.EnqueuedAt.Equal(b.EnqueuedAt)
 }
 
 // FuzzParseHex32 checks the checksum's hex reader against strconv.
@@ -110,6 +124,40 @@ func FuzzParseHex32(f *testing.F) {
 			t.Fatalf("parseHex32(%q) = %x, %v; strconv: %x, %v", b, got, ok, want, err)
 		}
 	})
+}
+
+// TestDecodeLineChecksummedPayloadBounds: with a good checksum an inline
+// object or array is not validated again, but it must still close at the
+// line's "c": a line no encoder wrote, hiding more keys after it, goes to
+// encoding/json and gets its answer, as before (refused, or the payload
+// encoding/json picks).
+func TestDecodeLineChecksummedPayloadBounds(t *testing.T) {
+	const head = `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"p":`
+	for _, tc := range []struct {
+		payload string
+		want    string // "" when the line is refused
+	}{
+		{`{"cmd":"ls"}`, `{"cmd":"ls"}`},
+		{`{"a":"x\"},\"b\":1"}`, `{"a":"x\"},\"b\":1"}`},
+		{`{"a":"\\"}`, `{"a":"\\"}`},
+		{`[1,{"b":[2]}]`, `[1,{"b":[2]}]`},
+		{`{"a":1},"b":"AA=="`, ""},
+		{`{"a":"\\"},"b":"AA=="`, ""},
+		{`{"a":1},"p":{"c":2}`, `{"c":2}`}, // encoding/json: the last "p" wins
+		{`[1],"x":[2]`, `[1]`},             // and an unknown key is ignored
+		{`{"a":"unterminated}`, ""},
+		{`{"a":[}`, ""},
+	} {
+		body := head + tc.payload
+		line := append(appendHex32(append([]byte(body), crcKey...), crc32c([]byte(body))), '"', '}')
+		rec, _, problem := decodeLine(line)
+		switch {
+		case tc.want == "" && problem == ProblemNone:
+			t.Errorf("payload %s: decoded as %s, want it refused", tc.payload, rec.Payload)
+		case tc.want != "" && (problem != ProblemNone || string(rec.Payload) != tc.want):
+			t.Errorf("payload %s: %v, payload %s, want %s", tc.payload, problem, rec.Payload, tc.want)
+		}
+	}
 }
 
 // FuzzParseZuluTime checks the encoder's time reader against
