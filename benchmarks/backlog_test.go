@@ -61,14 +61,7 @@ func cachedBacklog(tb testing.TB, n int) string {
 	if p, ok := backlogCache.path[n]; ok {
 		return p
 	}
-	if backlogCache.dir == "" {
-		dir, err := os.MkdirTemp("", "syncbreaker-bench-")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		backlogCache.dir = dir
-	}
-	path := filepath.Join(backlogCache.dir, strconv.Itoa(n), "pending.jsonl")
+	path := filepath.Join(cacheRootLocked(tb), strconv.Itoa(n), "pending.jsonl")
 	if err := buildBacklog(path, n); err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +69,22 @@ func cachedBacklog(tb testing.TB, n int) string {
 	return path
 }
 
-// removeBacklogCache deletes every cached backlog.
+// cacheRootLocked is the cache's directory, made on first use; it
+// requires that backlogCache.mu is held.
+func cacheRootLocked(tb testing.TB) string {
+	tb.Helper()
+	if backlogCache.dir == "" {
+		dir, err := os.MkdirTemp("", "syncbreaker-bench-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		backlogCache.dir = dir
+	}
+	return backlogCache.dir
+}
+
+// removeBacklogCache deletes every cached backlog, the peers' too
+// (peers_test.go).
 func removeBacklogCache() error {
 	backlogCache.mu.Lock()
 	defer backlogCache.mu.Unlock()
@@ -85,14 +93,20 @@ func removeBacklogCache() error {
 	}
 	err := os.RemoveAll(backlogCache.dir)
 	backlogCache.dir, backlogCache.path = "", map[int]string{}
+	peerBacklogs.mu.Lock()
+	peerBacklogs.dir = map[string]string{}
+	peerBacklogs.mu.Unlock()
 	return err
 }
 
-// buildBacklog appends n payloads through the store's own Append. SyncNever
-// only makes the build faster; the files are the same under every policy.
+// buildBacklog appends n payloads through the store's own Append.
+// SyncInterval only makes the build faster than the default SyncAlways;
+// the files are the same under every policy, and so is the ledger
+// (SyncNever's would not count a segment sealed by a roll, which every
+// open would then read whole: see the store's sealLocked).
 func buildBacklog(path string, n int) error {
 	cfg := backlogStoreConfig
-	cfg.Sync = syncbreaker.SyncNever
+	cfg.Sync = syncbreaker.SyncInterval
 	s, err := syncbreaker.OpenJSONLStore(path, cfg)
 	if err != nil {
 		return err

@@ -2,8 +2,9 @@
 # Runs the benchmark suite and summarises it with benchstat (medians and
 # 95% confidence intervals over COUNT rounds; each table has one column per
 # implementation, the first being the baseline the others are compared to).
-# Not run by CI: the full suite takes about half an hour and ~2.5 GB of
-# temporary disk (the 1,000,000-record replay backlog).
+# Not run by CI: the full suite takes about 45 minutes and ~2.5 GB of
+# temporary disk (the 1,000,000-record replay backlog); the disk-queue
+# peers alone (BENCH=Peer) about 3 minutes a round.
 #
 #   ./run.sh                 full suite, 5 rounds, backlogs up to 1,000,000 records
 #   COUNT=6 ./run.sh         6 rounds (benchstat shows 95% intervals from 6)

@@ -2,6 +2,8 @@ package jsonl
 
 import (
 	"bytes"
+	"errors"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -72,11 +74,21 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":01,"p":{"x":1},"p":2`))
 	f.Add([]byte(`{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"b":"A\rA=="`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := decodeEnvelope(body, nil)
+		fast, ok := decodeEnvelope(body, nil, false)
 		scratch := []byte("stale")
-		reused, okReused := decodeEnvelope(body, &scratch)
+		reused, okReused := decodeEnvelope(body, &scratch, false)
 		if ok != okReused || ok && !bytes.Equal(fast.Payload, reused.Payload) {
 			t.Fatal("decoding into a reused buffer changes the result")
+		}
+		// A body whose checksum matched skips only the payload's
+		// validation: the same answer, or else an inline payload that is
+		// not JSON, handed back as the bytes after "p".
+		summed, okSummed := decodeEnvelope(body, nil, true)
+		switch {
+		case ok && (!okSummed || !sameRecord(fast, summed)):
+			t.Fatal("a checked checksum changes an accepted record")
+		case !ok && okSummed && (validJSON(summed.Payload) || !bytes.HasSuffix(body, append([]byte(`,"p":`), summed.Payload...))):
+			t.Fatal("a checked checksum accepts more than an unvalidated inline payload")
 		}
 		if !ok {
 			return
@@ -89,6 +101,84 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if fast.ID != slow.ID || fast.Attempts != slow.Attempts || !bytes.Equal(fast.Payload, slow.Payload) ||
 			!fast.EnqueuedAt.Equal(slow.EnqueuedAt) || fast.EnqueuedAt.Location().String() != slow.EnqueuedAt.Location().String() {
 			t.Fatal("fast path and encoding/json disagree")
+		}
+	})
+}
+
+func sameRecord(a, b Record) bool {
+	return a.ID == b.ID && a.Attempts == b.Attempts && bytes.Equal(a.Payload, b.Payload) && a.EnqueuedAt.Equal(b.EnqueuedAt)
+}
+
+// FuzzParseHex32 checks the checksum's hex reader against strconv.
+func FuzzParseHex32(f *testing.F) {
+	for _, s := range []string{"c9cf5f6f", "81900316", "FFFFFFFF", "0000000g", "+1234567", "0x123456", "1234567", "123456789"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseHex32(b)
+		want, err := strconv.ParseUint(string(b), 16, 32)
+		if len(b) != 8 {
+			err = errors.Join(err, errors.New("not 8 digits"))
+		}
+		if ok != (err == nil) || ok && got != uint32(want) {
+			t.Fatalf("parseHex32(%q) = %x, %v; strconv: %x, %v", b, got, ok, want, err)
+		}
+	})
+}
+
+// TestDecodeLineChecksummedPayloadBounds: with a good checksum an inline
+// object or array is not validated again, but it must still close at the
+// line's "c": a line no encoder wrote, hiding more keys after it, goes to
+// encoding/json and gets its answer, as before (refused, or the payload
+// encoding/json picks).
+func TestDecodeLineChecksummedPayloadBounds(t *testing.T) {
+	const head = `{"_v":1,"id":"a","t":"2025-01-01T00:00:00Z","a":0,"p":`
+	for _, tc := range []struct {
+		payload string
+		want    string // "" when the line is refused
+	}{
+		{`{"cmd":"ls"}`, `{"cmd":"ls"}`},
+		{`{"a":"x\"},\"b\":1"}`, `{"a":"x\"},\"b\":1"}`},
+		{`{"a":"\\"}`, `{"a":"\\"}`},
+		{`[1,{"b":[2]}]`, `[1,{"b":[2]}]`},
+		{`{"a":1},"b":"AA=="`, ""},
+		{`{"a":"\\"},"b":"AA=="`, ""},
+		{`{"a":1},"p":{"c":2}`, `{"c":2}`}, // encoding/json: the last "p" wins
+		{`[1],"x":[2]`, `[1]`},             // and an unknown key is ignored
+		{`{"a":"unterminated}`, ""},
+		{`{"a":[}`, ""},
+	} {
+		body := head + tc.payload
+		line := append(appendHex32(append([]byte(body), crcKey...), crc32c([]byte(body))), '"', '}')
+		rec, _, problem := decodeLine(line)
+		switch {
+		case tc.want == "" && problem == ProblemNone:
+			t.Errorf("payload %s: decoded as %s, want it refused", tc.payload, rec.Payload)
+		case tc.want != "" && (problem != ProblemNone || string(rec.Payload) != tc.want):
+			t.Errorf("payload %s: %v, payload %s, want %s", tc.payload, problem, rec.Payload, tc.want)
+		}
+	}
+}
+
+// FuzzParseZuluTime checks the encoder's time reader against
+// Time.UnmarshalText: whatever it reads, UnmarshalText reads the same.
+func FuzzParseZuluTime(f *testing.F) {
+	for _, s := range []string{"2026-11-27T04:11:14.026181909Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z",
+		"2025-01-01T00:00:00.Z", "2025-01-01T00:00:00.5Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z",
+		"2025-01-01T00:00:60Z", "0000-01-01T00:00:00Z", "2025-01-01T00:00:00+01:00", "2025-01-01t00:00:00Z"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseZuluTime(b)
+		if !ok {
+			return
+		}
+		var want time.Time
+		if err := want.UnmarshalText(b); err != nil {
+			t.Fatalf("parseZuluTime(%q) = %v; UnmarshalText: %v", b, got, err)
+		}
+		if !got.Equal(want) || got.Location().String() != want.Location().String() || got != want {
+			t.Fatalf("parseZuluTime(%q) = %v; UnmarshalText: %v", b, got, want)
 		}
 	})
 }
