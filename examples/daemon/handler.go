@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -26,16 +29,27 @@ type syncHandler struct {
 	url     string
 }
 
-// Handle is the processor loop's handler. It never returns an error for a
-// server failure: the payload is spilled and the message acked, so the
-// message queue does not redeliver it in a hot loop while the server is
-// down. A republished payload it spills again with msg.Context() keeps its
-// record: Settle finds the spill was for that message, and the record stays
+// Handle is the processor loop's handler, shaped as the shell-history
+// daemon's own: while the circuit is open it spills a re-marshalled copy of
+// the payload (not the bytes it received) with msg.Context(); otherwise it
+// posts, and on a failed post it records the failure and returns the error
+// without spilling. The loop's breaker.Settle then spills the payload and
+// the message is acked, so nothing is left to the message queue's
+// redeliveries. A republished payload it spills again keeps its record:
+// Settle finds the spill was for that message, and the record stays
 // pending in its place, under its ID, with the bytes spilled.
 func (h *syncHandler) Handle(msg *message.Message) error {
 	ctx := msg.Context()
 	if h.breaker.IsOpen() {
-		return h.breaker.SaveForRetry(ctx, msg.Payload)
+		var body map[string]any
+		if err := json.Unmarshal(msg.Payload, &body); err != nil {
+			return fmt.Errorf("decode sync payload: %w", err)
+		}
+		copied, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		return h.breaker.SaveForRetry(ctx, copied)
 	}
 	err := h.post(ctx, msg)
 	if err == nil {
@@ -48,7 +62,7 @@ func (h *syncHandler) Handle(msg *message.Message) error {
 		return err
 	}
 	h.breaker.RecordFailure()
-	return h.breaker.SaveForRetry(ctx, msg.Payload)
+	return err
 }
 
 // Send posts msg to the server and does nothing else: the handler to wrap
@@ -72,8 +86,19 @@ func (h *syncHandler) post(ctx context.Context, msg *message.Message) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body) // lets the connection be reused
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("server answered %s", resp.Status)
+	if resp.StatusCode/100 == 2 {
+		return nil
 	}
-	return nil
+	err = fmt.Errorf("%w %s", errServerAnswered, resp.Status)
+	if d, ok := syncbreaker.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		return syncbreaker.RetryAfter(err, d) // the server said when to come back: open for that long
+	}
+	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests {
+		return syncbreaker.Permanent(err) // retrying the same payload cannot help
+	}
+	return err
 }
+
+// errServerAnswered is wrapped by post's error for an answer that is not a
+// 2xx.
+var errServerAnswered = errors.New("server answered")

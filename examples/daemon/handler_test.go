@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 
+	"github.com/syncbreaker/syncbreaker"
 	"github.com/syncbreaker/syncbreaker/mocks"
 )
 
@@ -24,8 +26,9 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // fakeServer answers every request with status and records what it got.
 type fakeServer struct {
-	status   int
-	requests []*http.Request
+	status     int
+	retryAfter string // the Retry-After header, if any
+	requests   []*http.Request
 	bodies   []string
 }
 
@@ -40,7 +43,11 @@ func (s *fakeServer) client() *http.Client {
 		}
 		s.requests = append(s.requests, r)
 		s.bodies = append(s.bodies, string(body))
-		return &http.Response{StatusCode: s.status, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		header := http.Header{}
+		if s.retryAfter != "" {
+			header.Set("Retry-After", s.retryAfter)
+		}
+		return &http.Response{StatusCode: s.status, Header: header, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 	})}
 }
 
@@ -50,9 +57,12 @@ func (s *fakeServer) client() *http.Client {
 func TestSyncHandler(t *testing.T) {
 	errDisk := errors.New("disk full")
 	payload := []byte(`{"seq":7,"commands":["make test"]}`)
+	remarshalled := []byte(`{"commands":["make test"],"seq":7}`) // what the handler spills: a copy, not the bytes received
 	tests := []struct {
 		name       string
 		status     int
+		retryAfter string
+		check      func(t *testing.T, err error)
 		cancelled  bool // the daemon is stopping
 		expect     func(cb *mocks.CircuitBreaker)
 		wantPosted bool
@@ -62,14 +72,14 @@ func TestSyncHandler(t *testing.T) {
 			name: "open circuit: spilled, server not called",
 			expect: func(cb *mocks.CircuitBreaker) {
 				cb.EXPECT().IsOpen().Return(true).Once()
-				cb.EXPECT().SaveForRetry(mock.Anything, payload).Return(nil).Once()
+				cb.EXPECT().SaveForRetry(mock.Anything, remarshalled).Return(nil).Once()
 			},
 		},
 		{
 			name: "open circuit, spill fails: error, so the message is nacked",
 			expect: func(cb *mocks.CircuitBreaker) {
 				cb.EXPECT().IsOpen().Return(true).Once()
-				cb.EXPECT().SaveForRetry(mock.Anything, payload).Return(errDisk).Once()
+				cb.EXPECT().SaveForRetry(mock.Anything, remarshalled).Return(errDisk).Once()
 			},
 			wantErr: errDisk,
 		},
@@ -83,14 +93,41 @@ func TestSyncHandler(t *testing.T) {
 			wantPosted: true,
 		},
 		{
-			name:   "closed, server fails: failure recorded and payload spilled",
+			name:   "closed, server fails: failure recorded, error returned (the loop's Settle spills it)",
 			status: http.StatusServiceUnavailable,
 			expect: func(cb *mocks.CircuitBreaker) {
 				cb.EXPECT().IsOpen().Return(false).Once()
 				cb.EXPECT().RecordFailure().Once()
-				cb.EXPECT().SaveForRetry(mock.Anything, payload).Return(nil).Once()
 			},
 			wantPosted: true,
+			wantErr:    errServerAnswered,
+		},
+		{
+			name:   "closed, 400: failure recorded, the error marked Permanent (not spilled, not counted by Settle)",
+			status: http.StatusBadRequest,
+			expect: func(cb *mocks.CircuitBreaker) {
+				cb.EXPECT().IsOpen().Return(false).Once()
+				cb.EXPECT().RecordFailure().Once()
+			},
+			wantPosted: true,
+			wantErr:    errServerAnswered,
+			check:      func(t *testing.T, err error) { assert.True(t, syncbreaker.IsPermanent(err)) },
+		},
+		{
+			name:       "closed, 503 with Retry-After: the server's delay travels with the error",
+			status:     http.StatusServiceUnavailable,
+			retryAfter: "120",
+			expect: func(cb *mocks.CircuitBreaker) {
+				cb.EXPECT().IsOpen().Return(false).Once()
+				cb.EXPECT().RecordFailure().Once()
+			},
+			wantPosted: true,
+			wantErr:    errServerAnswered,
+			check: func(t *testing.T, err error) {
+				d, ok := syncbreaker.RetryAfterDelay(err)
+				assert.True(t, ok)
+				assert.Equal(t, 2*time.Minute, d)
+			},
 		},
 		{
 			name:      "closed, daemon stopping: nothing recorded, message nacked",
@@ -106,7 +143,7 @@ func TestSyncHandler(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cb := mocks.NewCircuitBreaker(t) // fails the test on an unexpected or missing call
 			tt.expect(cb)
-			server := &fakeServer{status: tt.status}
+			server := &fakeServer{status: tt.status, retryAfter: tt.retryAfter}
 			h := &syncHandler{breaker: cb, client: server.client(), url: "http://backend.invalid/sync"}
 
 			msg := message.NewMessage("msg-1", payload)
@@ -122,6 +159,9 @@ func TestSyncHandler(t *testing.T) {
 				require.ErrorIs(t, err, tt.wantErr)
 			} else {
 				require.NoError(t, err)
+			}
+			if tt.check != nil {
+				tt.check(t, err)
 			}
 			if !tt.wantPosted {
 				assert.Empty(t, server.requests, "the server must not be called")
