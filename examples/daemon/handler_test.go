@@ -29,7 +29,7 @@ type fakeServer struct {
 	status     int
 	retryAfter string // the Retry-After header, if any
 	requests   []*http.Request
-	bodies   []string
+	bodies     []string
 }
 
 func (s *fakeServer) client() *http.Client {
