@@ -163,6 +163,11 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 // stops at the first record not settled. A nil window is Replay's one call
 // at a time, on the caller's goroutine.
 func (s *Store) ReplayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
+	res, err := s.replayWindow(ctx, window, fn)
+	return res, prefixed(err, "replay")
+}
+
+func (s *Store) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
 	var res ReplayResult
 	if err := ctx.Err(); err != nil {
 		return s.untouched(), err
