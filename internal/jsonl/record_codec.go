@@ -108,7 +108,7 @@ func fitsRewritten(rec Record, maxLine int) bool {
 func longestLine(rec Record) int {
 	var t [64]byte
 	n := len(`{"_v":1,"id":"","t":"","a":,"c":"00000000"}`+"\n") + len(rec.ID) +
-		len(rec.EnqueuedAt.UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
+		len(clampTime(rec.EnqueuedAt).UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
 	if inlinable(rec.Payload) {
 		return n + len(`,"p":`) + len(rec.Payload)
 	}
@@ -142,7 +142,7 @@ func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at ti
 	dst = append(dst, `,"id":"`...)
 	dst = append(dst, id...)
 	dst = append(dst, `","t":"`...)
-	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = clampTime(at).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
 	dst = strconv.AppendInt(dst, int64(attempts), 10)
 	if inline {
