@@ -80,10 +80,15 @@ const (
 	DirPerm  = 0o700
 )
 
-// CreatePrivate creates (or opens) name with flag and forces mode 0600
-// whatever the umask, since shell history is private.
+// CreatePrivate creates name with flag and forces mode 0600 whatever the
+// umask, since shell history is private. A file that exists already is
+// opened as it is (unless flag has O_EXCL, which fails): making a file the
+// store takes over private is TakeOver's, whose failure is no failed open.
 func CreatePrivate(fsys FS, name string, flag int) (File, error) {
-	f, err := fsys.OpenFile(name, flag|os.O_CREATE, FilePerm)
+	f, err := fsys.OpenFile(name, flag|os.O_CREATE|os.O_EXCL, FilePerm)
+	if errors.Is(err, os.ErrExist) && flag&os.O_EXCL == 0 {
+		return fsys.OpenFile(name, flag&^os.O_CREATE, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +96,23 @@ func CreatePrivate(fsys FS, name string, flag int) (File, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	return f, nil
+}
+
+// TakeOver makes the existing regular file name 0600 if it is not. A
+// missing file, or something that is not a regular file (which opening it
+// refuses), is left alone.
+func TakeOver(fsys FS, name string) error {
+	fi, err := fsys.Lstat(name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() == FilePerm {
+		return nil
+	}
+	return fsys.Chmod(name, FilePerm)
 }
 
 // MkdirPrivate creates dir and any missing parents with mode 0700 (chmod

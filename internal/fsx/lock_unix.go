@@ -19,9 +19,9 @@ func Lock(path string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Chmod(FilePerm); err != nil {
-		return nil, errors.Join(err, f.Close())
-	}
+	// A lock file taken over that cannot be made private (another user's)
+	// still locks: the store warns about it (see TakeOver).
+	_ = f.Chmod(FilePerm)
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {

@@ -145,6 +145,13 @@ func (f *faultFile) Sync() error {
 	return f.File.Sync()
 }
 
+func (f *faultFile) Chmod(mode os.FileMode) error {
+	if err := f.fs.check("chmod", f.Name()); err != nil {
+		return err
+	}
+	return f.File.Chmod(mode)
+}
+
 func (f *faultFile) Truncate(n int64) error {
 	if err := f.fs.check("truncate", f.Name()); err != nil {
 		return err
@@ -316,7 +323,8 @@ func TestFaultsOnOpen(t *testing.T) {
 		{"lstat of the lock path", false, "lstat", named("p.jsonl.lock"), 1},
 		{"lock", false, "lock", anyFile, 1},
 		{"readdir", false, "readdir", anyFile, 1},
-		{"lstat of the active file in recovery", false, "lstat", isActive, 2},
+		// The second lstat is the take-over's chmod check, only a warning.
+		{"lstat of the active file in recovery", false, "lstat", isActive, 3},
 		{"open of a segment", false, "open", isSeg, 1},
 		{"open of the active file", false, "open", isActive, 1},
 		{"stat of a missing directory", true, "stat", named("b"), 1},

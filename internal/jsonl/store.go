@@ -252,6 +252,7 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
+	s.takeOver(segs)
 	// A temp file is a rewrite that never got renamed into place: its
 	// source still exists, so it holds nothing unique.
 	for _, p := range temps {
@@ -601,7 +602,7 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 	if s.cfg.Sync == SyncAlways {
 		s.appending.Add(1) // see gatherGroup
 	}
-	now := s.cfg.now()
+	now := clampTime(s.cfg.now()) // never fails for the clock
 	var id [36]byte
 	bp := linePool.Get().(*[]byte)
 	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
