@@ -586,7 +586,10 @@ func (s *Store) Path() string { return s.path }
 // Append stores payload as a new record and returns nil once it is
 // written (and, under SyncAlways, fsynced). It fails with
 // ErrTooLarge or ErrFull (the caller keeps the payload), with
-// ctx.Err() if ctx is already done, or with ErrClosed. A failed write
+// ctx.Err() if ctx is already done, or with ErrClosed (nothing was
+// written: an Append that wrote before Close began returns what Close's
+// final fsync did for its record). It returns nil exactly when its record
+// is stored. A failed write
 // is cut back so no partial line remains. Under SyncAlways a failed
 // fsync fails every Append it covered, wrapping the fsync error, and
 // cuts their records back: the callers keep the payloads, and a later
@@ -787,19 +790,28 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.stopSyncTimer()
 
+	// The final fsync is a round like any other (see syncTo): appenders
+	// that wrote before closed was set and still wait find their records
+	// fsynced, or, if it fails, cut back and their Appends failed. No
+	// Append can write after it, so it settles every one.
 	s.syncMu.Lock()
 	s.mu.Lock()
 	f := s.active
+	synced := true
+	var errs []error
+	if f != nil {
+		target, off, recs := s.writtenGen, s.activeOff, s.activeRecords
+		if err := f.Sync(); err != nil {
+			synced = false
+			errs = append(errs, wrapErr(s.syncFailedLocked(err), "close"))
+		} else {
+			s.syncedLocked(target, off, recs)
+		}
+	}
 	s.active = nil
 	s.mu.Unlock()
 	s.syncMu.Unlock()
-	var errs []error
 	if f != nil {
-		synced := true
-		if err := f.Sync(); err != nil {
-			synced = false
-			errs = append(errs, fmt.Errorf("syncbreaker: close: fsync: %w", err))
-		}
 		if err := f.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
 		}

@@ -154,6 +154,13 @@ func (s *Store) syncTo(p syncPoint) error {
 		s.mu.Unlock()
 		close(done)
 		if errors.Is(err, ErrClosed) {
+			// Close's final fsync settled everything written before it.
+			s.mu.Lock()
+			done, perr := p.doneLocked(s)
+			s.mu.Unlock()
+			if done {
+				return perr
+			}
 			return err
 		}
 		if err != nil {
