@@ -117,6 +117,20 @@ func (f *faultFS) Lock(name string) (io.Closer, error) {
 	return fsx.Lock(name)
 }
 
+func (f *faultFS) LockFile(file fsx.File) error {
+	if err := f.check("lockfile", file.Name()); err != nil {
+		return err
+	}
+	return fsx.LockFile(file)
+}
+
+func (f *faultFS) SameFile(file fsx.File, name string) (bool, int64, error) {
+	if err := f.check("samefile", name); err != nil {
+		return false, 0, err
+	}
+	return fsx.SameFile(file, name)
+}
+
 type faultFile struct {
 	fsx.File
 	fs *faultFS

@@ -108,7 +108,7 @@ func (s *Store) sealLocked() error {
 	// append creates it again (see createActive).
 	f, err := s.createActive()
 	if err != nil {
-		return fmt.Errorf("syncbreaker: seal: new active file: %w", err)
+		return s.createFailedLocked(err, "seal: new active file")
 	}
 	s.active = f
 	return nil

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +174,7 @@ type Store struct {
 	activeFirstID  string          // ID of the active file's first record
 	sealed         []sealedSegment // sealed since the ledger last heard of it
 	needTruncate   bool            // a failed write left bytes past activeOff
+	ownerLost      bool            // another owner holds the active file: no more writes
 	writtenGen     uint64
 	closed         bool
 	pendingRecords int64
@@ -240,7 +242,28 @@ func Open(path string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	// The active file's own lock, before recovery touches anything: a
+	// deleted lock file must not let a second owner repair what the
+	// first is using (see LockFile).
+	// It creates nothing: what an earlier process left is made durable
+	// by recovery first.
+	guard, err := s.fs.OpenFile(s.path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		if err := s.fs.LockFile(guard); err != nil {
+			if !errors.Is(err, fsx.ErrLocked) {
+				err = wrapErr(err, "lock active file")
+			}
+			return nil, errors.Join(err, guard.Close(), lock.Close())
+		}
+		s.active = guard
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, errors.Join(wrapErr(err, "open %s", filepath.Base(s.path)), lock.Close())
+	}
 	if err := s.recover(); err != nil {
+		if s.active != nil {
+			err = errors.Join(err, s.active.Close())
+		}
 		return nil, errors.Join(err, lock.Close())
 	}
 	return s, nil
@@ -393,9 +416,22 @@ func (s *Store) recover() error {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
-	f, err := s.createActive()
-	if err != nil {
-		return fmt.Errorf("syncbreaker: open active file: %w", err)
+	// The guard taken at Open is the active file, unless recovery
+	// rewrote it under its name.
+	f := s.active
+	if f != nil {
+		if same, _, err := s.fs.SameFile(f, s.path); err != nil || !same {
+			_ = f.Close()
+			f = nil
+		}
+	}
+	if f == nil {
+		if f, err = s.createActive(); err != nil {
+			if errors.Is(err, fsx.ErrLocked) {
+				return err
+			}
+			return fmt.Errorf("syncbreaker: open active file: %w", err)
+		}
 	}
 	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
 	s.activeFirstID = activeSum.firstID
@@ -410,10 +446,17 @@ func (s *Store) recover() error {
 // the directory: an Append's fsync makes the file's content durable, not
 // its name, so without this a power loss could take a new active file and
 // every acknowledged record in it.
+//
+// It is opened for reading too, so the store can copy what it holds if
+// the file is deleted under it (see active_identity.go), and locked (see
+// fsx.LockFile): another owner makes it fail with fsx.ErrLocked.
 func (s *Store) createActive() (fsx.File, error) {
-	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY)
+	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_RDWR)
 	if err != nil {
 		return nil, err
+	}
+	if err := s.fs.LockFile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
 	}
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return nil, errors.Join(err, f.Close())
@@ -443,6 +486,16 @@ func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, no
 				s.marks[name] = known
 				return fileSummary{records: known.Records + tail, size: size, first: known.FirstAt, firstID: id}, nil
 			}
+		}
+	}
+	if runtime.GOOS == "windows" && s.active != nil {
+		// Windows cannot rename a repaired file over an open one; its lock
+		// file cannot be deleted while held, which is what the guard is
+		// for. The guard is taken again at the end of recovery.
+		err := s.active.Close()
+		s.active = nil
+		if err != nil {
+			return fileSummary{}, wrapErr(err, "open active file")
 		}
 	}
 	rep, sum, err := repairFile(s.fs, s.path, s.path, nil, quarantine, maxLine, 0)
@@ -657,10 +710,13 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if s.closed {
 		return 0, false, ErrClosed
 	}
+	if s.ownerLost {
+		return 0, false, errOwnerLost
+	}
 	if s.active == nil {
 		f, err := s.createActive()
 		if err != nil {
-			return 0, false, fmt.Errorf("syncbreaker: reopen active file: %w", err)
+			return 0, false, s.createFailedLocked(err, "reopen active file")
 		}
 		s.active, s.needTruncate = f, true
 	}
