@@ -78,6 +78,15 @@ func (s *Store) sealLocked() error {
 			return wrapErr(err, "seal")
 		}
 	}
+	// Before it closes the file: a deleted one is restored, which seals
+	// what it held (see active_identity.go).
+	restored, err := s.checkActiveLocked()
+	switch {
+	case err != nil:
+		return wrapErr(err, "seal")
+	case restored || s.activeOff == 0:
+		return nil
+	}
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
@@ -106,9 +115,9 @@ func (s *Store) sealLocked() error {
 	}
 	// Not the active file until its name is durable: on failure the next
 	// append creates it again (see createActive).
-	f, err := s.createActive()
+	f, err := s.newActiveLocked()
 	if err != nil {
-		return s.createFailedLocked(err, "seal: new active file")
+		return wrapErr(err, "seal")
 	}
 	s.active = f
 	return nil
@@ -186,6 +195,16 @@ func (s *Store) replayWindow(ctx context.Context, window func() int, fn func(con
 	var superseded, temps []string
 	if err == nil {
 		segs, superseded, temps, err = listStore(s.fs, s.path)
+	}
+	if err == nil {
+		present := map[string]bool{}
+		for _, seg := range segs {
+			present[filepath.Base(seg.path)] = true
+		}
+		for _, p := range superseded {
+			present[filepath.Base(p)] = true
+		}
+		s.noticeLostSegments(present)
 	}
 	s.mu.Lock()
 	sealed := s.pendingRecords - s.activeRecords // what this replay is about
@@ -487,6 +506,11 @@ func (d *drain) checkpoint(p *progress) error {
 	if err := errors.Join(s.syncTo(at), s.dead.sync(), s.quar.sync()); err != nil {
 		return wrapErr(err, "replay: checkpoint")
 	}
+	// A record spilled again is in the active file: it must still be the
+	// store's before the ledger skips its source.
+	if err := s.verifyActive(); err != nil {
+		return wrapErr(err, "replay: checkpoint")
+	}
 	// From here the side files hold lines whose source the ledger skips:
 	// an abort must not cut them back.
 	d.deadMark, d.quarMark = s.dead.mark(), s.quar.mark()
@@ -574,6 +598,11 @@ func (d *drain) commit(drained []segment) error {
 	}
 	if err := errors.Join(s.dead.sync(), s.quar.sync()); err != nil {
 		return fail(err)
+	}
+	if d.republished+d.deadLettered > 0 {
+		if err := s.verifyActive(); err != nil { // as for the fsync above
+			return fail(err)
+		}
 	}
 	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, s.nextSeq.Add(1)-1)
 	renamed := false

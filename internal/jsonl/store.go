@@ -185,7 +185,12 @@ type Store struct {
 	timerArmed     bool
 	timerWG        sync.WaitGroup
 
+	// The active file's watch (see active_identity.go).
+	watch   *time.Timer
+	watchWG sync.WaitGroup
+
 	appended, republished, quarantined, deadLettered atomic.Int64
+	restored, truncations, lostRecords               atomic.Int64
 	rejectedFull, rejectedNoSpace, rejectedTooLarge  atomic.Int64
 }
 
@@ -266,6 +271,9 @@ func Open(path string, cfg Config) (*Store, error) {
 		}
 		return nil, errors.Join(err, lock.Close())
 	}
+	s.mu.Lock()
+	s.armWatch()
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -671,6 +679,16 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 
 	s.mu.Lock()
 	gen, rotate, err := s.writeLocked(line, now)
+	if errors.Is(err, errActiveShrunk) {
+		// Someone truncated the active file: handle it (see
+		// truncatedLocked), then write after its last whole record.
+		s.mu.Unlock()
+		if err := s.verifyActive(); err != nil && !errors.Is(err, errTruncated) {
+			s.log.Warn("syncbreaker: checking the active file failed", "err", err)
+		}
+		s.mu.Lock()
+		gen, rotate, err = s.writeLocked(line, now)
+	}
 	at := syncPoint{gen: gen, epoch: s.epoch}
 	s.mu.Unlock()
 	if s.cfg.Sync == SyncAlways {
@@ -713,6 +731,15 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if s.ownerLost {
 		return 0, false, errOwnerLost
 	}
+	if s.active == nil && s.activeOff == 0 {
+		// A seal or a restore vacated the path and could not start the
+		// next file: whatever is there now is not the store's.
+		f, err := s.newActiveLocked()
+		if err != nil {
+			return 0, false, err
+		}
+		s.active = f
+	}
 	if s.active == nil {
 		f, err := s.createActive()
 		if err != nil {
@@ -726,6 +753,11 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if stored := s.storedBytesLocked(); s.cfg.MaxBytes > 0 && stored+int64(len(line)) > s.cfg.MaxBytes {
 		s.rejectedFull.Add(1)
 		return 0, false, fmt.Errorf("%w: %d bytes stored, limit %d", ErrFull, stored, s.cfg.MaxBytes)
+	}
+	// A write past the end of a file someone truncated would leave a
+	// hole: Append handles the truncation first (one fstat a write).
+	if fi, err := s.active.Stat(); err == nil && fi.Size() < s.activeOff {
+		return 0, false, errActiveShrunk
 	}
 	n, err := s.active.WriteAt(line, s.activeOff)
 	if err != nil {
@@ -797,6 +829,15 @@ type Stats struct {
 	// SyncAlways the appends they covered failed too; under the other
 	// policies see SyncInterval for what a failed fsync costs.
 	SyncErrors int64
+	// Files changed under the store by someone else (see
+	// active_identity.go). ActiveRestored counts active files found
+	// deleted or moved and restored from the store's descriptor, which
+	// loses nothing; ActiveTruncated counts active files found truncated.
+	// LostRecords counts the acknowledged records those truncations and
+	// deleted sealed segments took, which no one can restore.
+	ActiveRestored  int64
+	ActiveTruncated int64
+	LostRecords     int64
 }
 
 // OldestAge returns how long the head record has waited at now (zero if
@@ -828,6 +869,9 @@ func (s *Store) Stats() Stats {
 	st.RejectedNoSpace = s.rejectedNoSpace.Load()
 	st.RejectedTooLarge = s.rejectedTooLarge.Load()
 	st.SyncErrors = s.syncErrs.Load()
+	st.ActiveRestored = s.restored.Load()
+	st.ActiveTruncated = s.truncations.Load()
+	st.LostRecords = s.lostRecords.Load()
 	return st
 }
 
@@ -845,6 +889,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.stopSyncTimer()
+	s.stopWatch()
 
 	// The final fsync is a round like any other (see syncTo): appenders
 	// that wrote before closed was set and still wait find their records
@@ -852,10 +897,15 @@ func (s *Store) Close() error {
 	// Append can write after it, so it settles every one.
 	s.syncMu.Lock()
 	s.mu.Lock()
+	var errs []error
+	restored, cerr := s.checkActiveLocked() // see active_identity.go
 	f := s.active
 	synced := true
-	var errs []error
-	if f != nil {
+	if cerr != nil && !errors.Is(cerr, errTruncated) {
+		// What waits is only in a file with no name: not stored.
+		synced = false
+		errs = append(errs, wrapErr(s.syncFailedLocked(cerr), "close"))
+	} else if f != nil {
 		target, off, recs := s.writtenGen, s.activeOff, s.activeRecords
 		if err := f.Sync(); err != nil {
 			synced = false
@@ -866,6 +916,9 @@ func (s *Store) Close() error {
 	}
 	s.active = nil
 	s.mu.Unlock()
+	if restored {
+		s.recordSealed()
+	}
 	s.syncMu.Unlock()
 	if f != nil {
 		if err := f.Close(); err != nil {
