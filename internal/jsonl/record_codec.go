@@ -212,7 +212,7 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 // or legacy payload aliases line and a base64 one is decoded into
 // *scratch, so none allocates.
 func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
-	if !bytes.HasPrefix(line, linePrefix) {
+	if !bytes.HasPrefix(line, linePrefix) || !envelopeShaped(line) {
 		if validJSON(line) {
 			if scratch == nil {
 				line = bytes.Clone(line)
@@ -250,6 +250,35 @@ func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, p
 	}
 	// Not laid out as the encoder writes: let encoding/json judge it.
 	return decodeEnvelopeJSON(line)
+}
+
+// envelopeShaped reports whether line, which starts like an envelope, has
+// its shape: a trailing checksum member, or an "id" member at the top
+// level. A valid JSON line with neither is a legacy payload whatever its
+// "_v" (the original implementation may have written {"_v":2}); one with
+// either is an envelope, damaged if it does not decode, so damage never
+// turns a record into a payload unless it takes both.
+func envelopeShaped(line []byte) bool {
+	n := len(line)
+	if n >= len(linePrefix)+crcSuffixSize && bytes.Equal(line[n-crcSuffixSize:n-crcSuffixSize+len(crcKey)], crcKey) &&
+		line[n-2] == '"' && line[n-1] == '}' {
+		return true
+	}
+	// The encoder writes "id" second; anywhere else only a full decode can
+	// tell a top-level key from a nested one.
+	rest := line[len(linePrefix):]
+	if i := skipDigits(rest, 0); i > 0 && bytes.HasPrefix(rest[i:], []byte(`,"id":`)) {
+		return true
+	}
+	if !bytes.Contains(line, []byte(`"id"`)) {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(line, &top) != nil {
+		return true // not JSON: damaged, never a payload
+	}
+	_, ok := top["id"]
+	return ok
 }
 
 // decodeEnvelopeJSON decodes a whole envelope line, checksum already
