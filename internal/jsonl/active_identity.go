@@ -211,7 +211,7 @@ func (s *Store) takeInLocked() error {
 	var records, size int64
 	if err == nil {
 		size = fi.Size()
-		records, _, _ = scanTail(s.fs, seg, 0, maxLineSize(s.cfg.MaxPayloadBytes))
+		records, _, _ = scanTail(s.fs, seg, 0, s.readLimit())
 	}
 	s.pendingRecords += records
 	s.pendingBytes += size
@@ -278,7 +278,7 @@ func (s *Store) wholeRecordsLocked(size int64) (good, records int64, err error) 
 	if _, err := s.active.Seek(0, io.SeekStart); err != nil {
 		return 0, 0, err
 	}
-	err = scanRecords(io.LimitReader(s.active, size), maxLineSize(s.cfg.MaxPayloadBytes), time.Time{}, nil,
+	err = scanRecords(io.LimitReader(s.active, size), s.readLimit(), time.Time{}, nil,
 		func(e *ScanEntry, _ []byte) error {
 			if e.Problem != ProblemNone {
 				return errStopScan

@@ -62,6 +62,10 @@ type ledgerFile struct {
 	// Settled holds the IDs of records handled after their round gave up
 	// on them (see late_settle.go), oldest first.
 	Settled []string `json:"settled,omitempty"`
+	// MaxLine bounds the longest line the store has written, recorded
+	// before the line is (see Store.recordLineLimit): the reader's limit
+	// covers it whatever MaxPayloadBytes says now.
+	MaxLine int64 `json:"max_line,omitempty"`
 }
 
 const ledgerVersion = 1
@@ -91,11 +95,11 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 }
 
 // saveLedger replaces the ledger at path with marks, next (the store's
-// next sequence number) and the late-settled IDs. It writes one even with
+// next sequence number), the late-settled IDs and the line limit. It writes one even with
 // no marks, to keep next.
-func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, settled []string) error {
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, settled []string, maxLine int64) error {
 	path := store + ledgerSuffix
-	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: settled})
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: settled, MaxLine: maxLine})
 	if err != nil {
 		return err
 	}

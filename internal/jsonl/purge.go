@@ -100,7 +100,7 @@ func (s *Store) Purge(ctx context.Context) (PurgeResult, error) {
 	s.marks = map[string]mark{}
 	s.tomb = tombstones{}
 	s.tombCount.Store(0)
-	errs = append(errs, saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), nil))
+	errs = append(errs, saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), nil, s.lineLimit.Load()))
 	s.ledgerMu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return res, wrapErr(err, "purge")

@@ -216,7 +216,7 @@ func (s *Store) replayWindow(ctx context.Context, window func() int, fn func(con
 	s.removeLeftovers(superseded, temps)
 	s.dead.refresh()
 	s.quar.refresh()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	maxLine := s.readLimit()
 	d := &drain{
 		s: s, fn: fn, res: &res, maxLine: maxLine,
 		tri:      triage{quar: s.quar, maxLine: maxLine, log: s.log},
@@ -326,6 +326,7 @@ func (d *drain) keep(line []byte, at time.Time, id string) error {
 	if d.kept == 0 {
 		d.first, d.firstKeptID = at, id
 	}
+	d.s.noteLine(len(line)) // one more attempt's digit
 	d.kept++
 	_, err := d.out.Write(line)
 	return err
@@ -731,7 +732,7 @@ func (s *Store) refreshOldest(d *drain) {
 		if err == nil && len(segs) > 0 {
 			// An unreadable head only leaves the age unknown until the
 			// next replay: the replay itself is done.
-			head, _ = headTime(s.fs, segs[0].path, s.markOf(filepath.Base(segs[0].path)).Off, maxLineSize(s.cfg.MaxPayloadBytes))
+			head, _ = headTime(s.fs, segs[0].path, s.markOf(filepath.Base(segs[0].path)).Off, s.readLimit())
 		}
 	}
 	s.mu.Lock()

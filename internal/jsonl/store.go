@@ -135,6 +135,8 @@ type Store struct {
 	log  *slog.Logger
 	lock io.Closer
 	ids  idGen
+	// lineLimit is the ledger's MaxLine (see recordLineLimit).
+	lineLimit atomic.Int64
 
 	replaySem chan struct{} // one Replay or RequeueDead at a time
 	// marks is what the ledger knows of each segment (see ledger.go), by
@@ -321,7 +323,12 @@ func (s *Store) recover() error {
 		return err
 	}
 	defer quarantine.sync()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	l, err := loadLedger(s.fs, s.path+ledgerSuffix)
+	if err != nil {
+		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
+	}
+	s.lineLimit.Store(l.MaxLine)
+	maxLine := s.readLimit()
 	note := func(rep FileRepair) {
 		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 {
 			s.repair.Files = append(s.repair.Files, rep)
@@ -330,10 +337,6 @@ func (s *Store) recover() error {
 				"quarantined_lines", rep.Quarantined, "quarantined_bytes", rep.QuarantinedBytes,
 				"torn_bytes", rep.TornBytes, "legacy_rewritten", rep.LegacyRewritten)
 		}
-	}
-	l, err := loadLedger(s.fs, s.path+ledgerSuffix)
-	if err != nil {
-		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
 	}
 	stored := l.Segments
 	for _, id := range l.Settled {
@@ -420,7 +423,7 @@ func (s *Store) recover() error {
 	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now; counts learned
 		// are kept.
-		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), s.tomb.order); err != nil {
+		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), s.tomb.order, s.lineLimit.Load()); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
@@ -552,7 +555,7 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 	if maps.Equal(next, s.marks) && !s.tomb.dirty {
 		return nil
 	}
-	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), s.tomb.order)
+	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), s.tomb.order, s.lineLimit.Load())
 	if err == nil {
 		s.tomb.dirty = false
 	}
@@ -677,6 +680,7 @@ func (s *Store) Append(ctx context.Context, payload []byte) error {
 		}
 	}()
 
+	s.noteLine(len(line))
 	s.mu.Lock()
 	gen, rotate, err := s.writeLocked(line, now)
 	if errors.Is(err, errActiveShrunk) {
