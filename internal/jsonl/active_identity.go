@@ -116,7 +116,7 @@ func (s *Store) restoreLocked() error {
 	s.syncedRecords, s.entryOff, s.activeFirstID = 0, 0, ""
 	s.needTruncate = false
 	old := s.active
-	s.active = nil
+	s.setActive(nil)
 	_ = old.Close() // its content is in the copy
 	s.restored.Add(1)
 	s.log.Warn("syncbreaker: the active file was deleted or moved under the store; what it held is restored",
@@ -125,7 +125,7 @@ func (s *Store) restoreLocked() error {
 	if err != nil {
 		return err // the next write tries again
 	}
-	s.active = f
+	s.setActive(f)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
 // Removing or moving a file the process has open works on Unix only
@@ -195,4 +196,47 @@ func TestDeletedSealedSegmentIsReported(t *testing.T) {
 	assert.EqualValues(t, 0, st.PendingRecords)
 	assert.Contains(t, logs.String(), "records=5")
 	assert.True(t, strings.Contains(logs.String(), "deleted"), logs.String())
+}
+
+// The whole directory removed (rm -rf ~/.shelltime): the store recreates
+// it, 0700, and restores what it held; the lock on the active file still
+// keeps a second owner out.
+func TestRemovedDirectoryIsRecreated(t *testing.T) {
+	path := storePath(t)
+	s := openTestStore(t, path, Config{})
+	appendAll(t, s, numbered(3)...)
+	require.NoError(t, os.RemoveAll(filepath.Dir(path)))
+	appendAll(t, s, []byte(`"after"`))
+	fi, err := os.Stat(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	_, err = Open(path, Config{})
+	require.ErrorIs(t, err, fsx.ErrLocked, "no second owner, lock file gone or not")
+	require.NoError(t, s.Close())
+	s = openTestStore(t, path, Config{})
+	assert.Equal(t, append(numbered(3), []byte(`"after"`)), payloadsOf(drainAll(t, s)))
+}
+
+// A truncation the watch finds (nothing else runs) is counted too.
+func TestIdleStoreNoticesTruncationWithinASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := storePath(t)
+		s, err := Open(path, Config{Sync: SyncNever})
+		require.NoError(t, err)
+		appendAll(t, s, numbered(4)...)
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		require.NoError(t, os.Truncate(path, fi.Size()/2))
+		time.Sleep(watchEvery)
+		synctest.Wait()
+		st := s.Stats()
+		assert.EqualValues(t, 1, st.ActiveTruncated)
+		assert.EqualValues(t, 2, st.LostRecords)
+		assert.EqualValues(t, 2, st.PendingRecords)
+		require.NoError(t, s.Close())
+		s, err = Open(path, Config{})
+		require.NoError(t, err)
+		assert.Equal(t, numbered(2), payloadsOf(drainAll(t, s)))
+		require.NoError(t, s.Close())
+	})
 }

@@ -91,7 +91,7 @@ func (s *Store) sealLocked() error {
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
 	err = s.active.Close()
-	s.active = nil
+	s.setActive(nil)
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
@@ -119,7 +119,7 @@ func (s *Store) sealLocked() error {
 	if err != nil {
 		return wrapErr(err, "seal")
 	}
-	s.active = f
+	s.setActive(f)
 	return nil
 }
 

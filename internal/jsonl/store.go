@@ -177,6 +177,7 @@ type Store struct {
 	sealed         []sealedSegment // sealed since the ledger last heard of it
 	needTruncate   bool            // a failed write left bytes past activeOff
 	ownerLost      bool            // another owner holds the active file: no more writes
+	fd             uintptr         // active's descriptor (see setActive)
 	writtenGen     uint64
 	closed         bool
 	pendingRecords int64
@@ -263,7 +264,7 @@ func Open(path string, cfg Config) (*Store, error) {
 			}
 			return nil, errors.Join(err, guard.Close(), lock.Close())
 		}
-		s.active = guard
+		s.setActive(guard)
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, errors.Join(wrapErr(err, "open %s", filepath.Base(s.path)), lock.Close())
 	}
@@ -444,13 +445,24 @@ func (s *Store) recover() error {
 			return fmt.Errorf("syncbreaker: open active file: %w", err)
 		}
 	}
-	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
+	s.setActive(f)
+	s.activeOff, s.activeFirst = activeSum.size, activeSum.first
 	s.activeFirstID = activeSum.firstID
 	s.activeRecords = activeSum.records
 	s.syncedOff = s.activeOff // an earlier run's records: a failed fsync never cuts them
 	s.syncedRecords = s.activeRecords
 	s.entryOff = s.marks[filepath.Base(s.path)].Size
 	return nil
+}
+
+// setActive makes f (nil: none) the active file, and keeps its descriptor
+// for the check before each write: File.Fd costs an fcntl a call. Requires
+// s.mu or exclusive access.
+func (s *Store) setActive(f fsx.File) {
+	s.active, s.fd = f, ^uintptr(0)
+	if f != nil {
+		s.fd = f.Fd()
+	}
 }
 
 // createActive opens the active file, creating it if need be, and fsyncs
@@ -504,7 +516,7 @@ func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, no
 		// file cannot be deleted while held, which is what the guard is
 		// for. The guard is taken again at the end of recovery.
 		err := s.active.Close()
-		s.active = nil
+		s.setActive(nil)
 		if err != nil {
 			return fileSummary{}, wrapErr(err, "open active file")
 		}
@@ -742,14 +754,15 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 		if err != nil {
 			return 0, false, err
 		}
-		s.active = f
+		s.setActive(f)
 	}
 	if s.active == nil {
 		f, err := s.createActive()
 		if err != nil {
 			return 0, false, s.createFailedLocked(err, "reopen active file")
 		}
-		s.active, s.needTruncate = f, true
+		s.setActive(f)
+		s.needTruncate = true
 	}
 	if _, err := s.cutBackLocked(); err != nil {
 		return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
@@ -760,7 +773,7 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	}
 	// A write past the end of a file someone truncated would leave a
 	// hole: Append handles the truncation first (one fstat a write).
-	if fi, err := s.active.Stat(); err == nil && fi.Size() < s.activeOff {
+	if size, err := fsx.FdSize(s.fd); err == nil && size < s.activeOff {
 		return 0, false, errActiveShrunk
 	}
 	n, err := s.active.WriteAt(line, s.activeOff)
@@ -918,7 +931,7 @@ func (s *Store) Close() error {
 			s.syncedLocked(target, off, recs)
 		}
 	}
-	s.active = nil
+	s.setActive(nil)
 	s.mu.Unlock()
 	if restored {
 		s.recordSealed()
