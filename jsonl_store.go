@@ -257,6 +257,20 @@ func engineVerdict(err error) error {
 // a later call finishes the job without moving them twice.
 func (s *JSONLStore) RequeueDead(ctx context.Context) (int, error) { return s.s.RequeueDead(ctx) }
 
+// PurgeResult says what Purge removed.
+type PurgeResult = jsonl.PurgeResult
+
+// Purge removes every record the store holds, on purpose: pending records
+// (the active file is emptied, segments removed), the dead-letter and
+// quarantine files. It is the supported way to get rid of a record that
+// must never be sent (a secret typed into the shell): deleting the file
+// under a running store does not work, since the store restores it from
+// its open descriptor. It waits for a running Replay or RequeueDead (or
+// returns ctx.Err()); appends go on afterwards. The files' blocks are
+// freed, not overwritten. `pendingctl purge` does the same for a store no
+// daemon holds.
+func (s *JSONLStore) Purge(ctx context.Context) (PurgeResult, error) { return s.s.Purge(ctx) }
+
 // Stats returns a snapshot of the store's counters.
 func (s *JSONLStore) Stats() StoreStats { return s.s.Stats() }
 

@@ -34,7 +34,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{statCommand(), verifyCommand(), catCommand(), repairCommand(), requeueCommand()}
+	return []command{statCommand(), verifyCommand(), catCommand(), repairCommand(), requeueCommand(), purgeCommand()}
 }
 
 const exitCodesHelp = `Exit codes:
@@ -61,8 +61,8 @@ Commands:
 	fmt.Fprint(w, `  help          show this help, or "pendingctl help COMMAND" for one command
 
 stat, verify and cat only read, take no lock and are safe while the daemon
-runs. repair and requeue-dead open the store and refuse while the daemon
-holds it. Run "pendingctl COMMAND --help" for a command's flags.
+runs. repair, requeue-dead and purge open the store and refuse while the
+daemon holds it. Run "pendingctl COMMAND --help" for a command's flags.
 
 `+exitCodesHelp)
 }
@@ -172,7 +172,7 @@ func maxPayloadFlag(fs *flag.FlagSet) *int {
 		"the daemon's StoreConfig.MaxPayloadBytes, if it raised it (0: the library default, 16 MiB)")
 }
 
-// lockedMessage is what repair and requeue-dead say when the store is held.
+// lockedMessage is what repair, requeue-dead and purge say when the store is held.
 const lockedMessage = "the store is held by another process — is the daemon running? stop it first"
 
 // fail prints err for command name and returns its exit code.

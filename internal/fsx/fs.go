@@ -26,6 +26,7 @@ type File interface {
 	Truncate(size int64) error
 	Chmod(mode os.FileMode) error
 	Stat() (os.FileInfo, error)
+	Fd() uintptr // for LockFile
 }
 
 // ErrLocked is returned by Lock when another owner, in this process or
@@ -50,6 +51,13 @@ type FS interface {
 	// Lock takes the store's single-owner lock; see the package function
 	// Lock.
 	Lock(name string) (io.Closer, error)
+	// LockFile locks the open file f for its owner; see the package
+	// function LockFile.
+	LockFile(f File) error
+	// SameFile reports whether the file at name (not following a
+	// symlink) is f, by device and inode, and f's size. A missing name
+	// is not f.
+	SameFile(f File, name string) (same bool, size int64, err error)
 }
 
 // OS is the real file system. Its OpenFile opens only regular files and
@@ -73,6 +81,28 @@ func (OS) Mkdir(name string, perm os.FileMode) error { return os.Mkdir(name, per
 func (OS) Chmod(name string, mode os.FileMode) error { return os.Chmod(name, mode) }
 func (OS) SyncDir(dir string) error                  { return SyncDir(dir) }
 func (OS) Lock(name string) (io.Closer, error)       { return Lock(name) }
+func (OS) LockFile(f File) error                     { return LockFile(f) }
+func (OS) SameFile(f File, name string) (bool, int64, error) {
+	return SameFile(f, name)
+}
+
+// SameFile is OS.SameFile: os.SameFile of f's fstat and name's lstat,
+// that is device and inode (volume and file index on Windows). A link
+// count would miss a move to the trash, and a new file created at name.
+func SameFile(f File, name string) (same bool, size int64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, 0, err
+	}
+	pi, err := os.Lstat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, fi.Size(), nil
+	}
+	if err != nil {
+		return false, fi.Size(), err
+	}
+	return os.SameFile(fi, pi), fi.Size(), nil
+}
 
 // Modes of everything the store creates, whatever the umask.
 const (
@@ -80,10 +110,15 @@ const (
 	DirPerm  = 0o700
 )
 
-// CreatePrivate creates (or opens) name with flag and forces mode 0600
-// whatever the umask, since shell history is private.
+// CreatePrivate creates name with flag and forces mode 0600 whatever the
+// umask, since shell history is private. A file that exists already is
+// opened as it is (unless flag has O_EXCL, which fails): making a file the
+// store takes over private is TakeOver's, whose failure is no failed open.
 func CreatePrivate(fsys FS, name string, flag int) (File, error) {
-	f, err := fsys.OpenFile(name, flag|os.O_CREATE, FilePerm)
+	f, err := fsys.OpenFile(name, flag|os.O_CREATE|os.O_EXCL, FilePerm)
+	if errors.Is(err, os.ErrExist) && flag&os.O_EXCL == 0 {
+		return fsys.OpenFile(name, flag&^os.O_CREATE, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +126,23 @@ func CreatePrivate(fsys FS, name string, flag int) (File, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	return f, nil
+}
+
+// TakeOver makes the existing regular file name 0600 if it is not. A
+// missing file, or something that is not a regular file (which opening it
+// refuses), is left alone.
+func TakeOver(fsys FS, name string) error {
+	fi, err := fsys.Lstat(name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() == FilePerm {
+		return nil
+	}
+	return fsys.Chmod(name, FilePerm)
 }
 
 // MkdirPrivate creates dir and any missing parents with mode 0700 (chmod

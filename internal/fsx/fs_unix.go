@@ -28,3 +28,18 @@ func SyncDir(dir string) error {
 	}
 	return errors.Join(d.Sync(), d.Close())
 }
+
+// FdSize is the size of the open file whose descriptor is fd, from
+// fstat(2), without the allocation of File.Stat (and without File.Fd's
+// fcntl, for a caller that keeps fd): the store asks before every write.
+// ^uintptr(0), the descriptor of a test double, fails.
+func FdSize(fd uintptr) (int64, error) {
+	if fd == ^uintptr(0) {
+		return 0, syscall.EBADF
+	}
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(int(fd), &st) }); err != nil {
+		return 0, err
+	}
+	return st.Size, nil
+}

@@ -12,3 +12,6 @@ import (
 func Lock(string) (io.Closer, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// LockFile has no OS lock to use here either.
+func LockFile(File) error { return errors.ErrUnsupported }

@@ -19,9 +19,9 @@ func Lock(path string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Chmod(FilePerm); err != nil {
-		return nil, errors.Join(err, f.Close())
-	}
+	// A lock file taken over that cannot be made private (another user's)
+	// still locks: the store warns about it (see TakeOver).
+	_ = f.Chmod(FilePerm)
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -30,4 +30,22 @@ func Lock(path string) (io.Closer, error) {
 		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 	}
 	return f, nil
+}
+
+// LockFile takes an exclusive flock on the open file f, and fails with
+// ErrLocked when another open of it (in this process or another) holds
+// one. The store holds it on its active file besides the lock file, so a
+// deleted lock file never lets a second owner in. flock, like an
+// open-file-description lock, belongs to this open of the file: classic
+// fcntl record locks would not conflict within one process, and would
+// vanish when any descriptor of the file closed. Closing f releases it.
+func LockFile(f File) error {
+	err := ignoringEINTR(func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) })
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return ErrLocked
+	}
+	if err != nil {
+		return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 const errorSharingViolation syscall.Errno = 32
@@ -35,4 +36,31 @@ func Lock(path string) (io.Closer, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+var procLockFileEx = syscall.NewLazyDLL("kernel32.dll").NewProc("LockFileEx")
+
+const (
+	lockfileFailImmediately               = 0x1
+	lockfileExclusiveLock                 = 0x2
+	errorLockViolation      syscall.Errno = 33
+)
+
+// LockFile locks one byte of the open file f far past its end (offset
+// 2^63-2), exclusively, and fails with ErrLocked when another handle (in
+// this process or another) holds it. A range past the end leaves reading
+// and writing the file's content alone; Windows releases it when the
+// handle closes or the process dies.
+func LockFile(f File) error {
+	var ol syscall.Overlapped
+	ol.Offset, ol.OffsetHigh = 0xfffffffe, 0x7fffffff
+	r, _, err := procLockFileEx.Call(f.Fd(), lockfileExclusiveLock|lockfileFailImmediately, 0, 1, 0,
+		uintptr(unsafe.Pointer(&ol)))
+	if r != 0 {
+		return nil
+	}
+	if errors.Is(err, errorLockViolation) {
+		return ErrLocked
+	}
+	return &os.PathError{Op: "LockFileEx", Path: f.Name(), Err: err}
 }

@@ -309,6 +309,15 @@ func (f *crashFS) SyncDir(dir string) error {
 
 // Lock always succeeds: one store at a time uses a crashFS.
 func (f *crashFS) Lock(string) (io.Closer, error) { return io.NopCloser(nil), nil }
+func (f *crashFS) LockFile(fsx.File) error        { return nil }
+
+func (f *crashFS) SameFile(file fsx.File, name string) (bool, int64, error) {
+	c := file.(*crashFile)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ino, ok := f.ns[filepath.Base(name)]
+	return ok && ino == c.ino, int64(len(f.data[c.ino])), nil
+}
 
 // truncateLocked sets the file's size. Requires f.mu.
 func (f *crashFS) truncateLocked(file *crashFile, size int64) {
@@ -412,6 +421,7 @@ func (c *crashFile) Close() error {
 }
 
 func (c *crashFile) Name() string { return c.path }
+func (c *crashFile) Fd() uintptr  { return ^uintptr(0) }
 
 func (c *crashFile) Sync() error {
 	if c.closed {

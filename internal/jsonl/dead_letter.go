@@ -84,7 +84,7 @@ func (s *Store) RequeueDead(ctx context.Context) (int, error) {
 	}
 	q := &requeue{s: s, room: room, base: s.deadMoved}
 	defer q.abort()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	maxLine := s.readLimit()
 	tri := &triage{quar: s.quar, maxLine: maxLine, log: s.log, file: filepath.Base(deadPath)}
 	quarMark := s.quar.mark()
 	err = scanRecords(in, maxLine, time.Time{}, s.quar, func(e *ScanEntry, raw []byte) error {

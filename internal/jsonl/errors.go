@@ -1,6 +1,7 @@
 package jsonl
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -27,3 +28,15 @@ type contextError struct {
 
 func (e *contextError) Error() string { return e.msg }
 func (e *contextError) Unwrap() error { return e.err }
+
+// prefixed returns err with the package prefix and op as context when it
+// lacks the prefix (an OS error that came up unwrapped), and err as it is
+// otherwise: nil, a context's own error, or one that already names the
+// package.
+func prefixed(err error, op string) error {
+	if err == nil || err == context.Canceled || err == context.DeadlineExceeded ||
+		strings.HasPrefix(err.Error(), errPrefix) {
+		return err
+	}
+	return wrapErr(err, "%s", op)
+}

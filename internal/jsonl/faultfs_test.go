@@ -117,6 +117,20 @@ func (f *faultFS) Lock(name string) (io.Closer, error) {
 	return fsx.Lock(name)
 }
 
+func (f *faultFS) LockFile(file fsx.File) error {
+	if err := f.check("lockfile", file.Name()); err != nil {
+		return err
+	}
+	return fsx.LockFile(file)
+}
+
+func (f *faultFS) SameFile(file fsx.File, name string) (bool, int64, error) {
+	if err := f.check("samefile", name); err != nil {
+		return false, 0, err
+	}
+	return fsx.SameFile(file, name)
+}
+
 type faultFile struct {
 	fsx.File
 	fs *faultFS
@@ -143,6 +157,13 @@ func (f *faultFile) Sync() error {
 		return err
 	}
 	return f.File.Sync()
+}
+
+func (f *faultFile) Chmod(mode os.FileMode) error {
+	if err := f.fs.check("chmod", f.Name()); err != nil {
+		return err
+	}
+	return f.File.Chmod(mode)
 }
 
 func (f *faultFile) Truncate(n int64) error {
@@ -316,7 +337,8 @@ func TestFaultsOnOpen(t *testing.T) {
 		{"lstat of the lock path", false, "lstat", named("p.jsonl.lock"), 1},
 		{"lock", false, "lock", anyFile, 1},
 		{"readdir", false, "readdir", anyFile, 1},
-		{"lstat of the active file in recovery", false, "lstat", isActive, 2},
+		// The second lstat is the take-over's chmod check, only a warning.
+		{"lstat of the active file in recovery", false, "lstat", isActive, 3},
 		{"open of a segment", false, "open", isSeg, 1},
 		{"open of the active file", false, "open", isActive, 1},
 		{"stat of a missing directory", true, "stat", named("b"), 1},

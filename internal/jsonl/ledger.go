@@ -65,6 +65,10 @@ type ledgerFile struct {
 	// Copies is the subset of Settled that are copies of another record
 	// (see Store.Discard): removed, not counted as republished.
 	Copies []string `json:"copies,omitempty"`
+	// MaxLine bounds the longest line the store has written, recorded
+	// before the line is (see Store.recordLineLimit): the reader's limit
+	// covers it whatever MaxPayloadBytes says now.
+	MaxLine int64 `json:"max_line,omitempty"`
 }
 
 const ledgerVersion = 1
@@ -94,11 +98,11 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 }
 
 // saveLedger replaces the ledger at path with marks, next (the store's
-// next sequence number) and the tombstones. It writes one even with no
-// marks, to keep next.
-func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, tomb *tombstones) error {
+// next sequence number), the tombstones and the line limit. It writes one
+// even with no marks, to keep next.
+func saveLedger(fsys fsx.FS, store string, marks map[string]mark, next uint64, tomb *tombstones, maxLine int64) error {
 	path := store + ledgerSuffix
-	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: tomb.order, Copies: tomb.copyList()})
+	data, err := json.Marshal(ledgerFile{Version: ledgerVersion, Next: next, Segments: marks, Settled: tomb.order, Copies: tomb.copyList(), MaxLine: maxLine})
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func fitsRewritten(rec Record, maxLine int) bool {
 func longestLine(rec Record) int {
 	var t [64]byte
 	n := len(`{"_v":1,"id":"","t":"","a":,"c":"00000000"}`+"\n") + len(rec.ID) +
-		len(rec.EnqueuedAt.UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
+		len(clampTime(rec.EnqueuedAt).UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
 	if inlinable(rec.Payload) {
 		return n + len(`,"p":`) + len(rec.Payload)
 	}
@@ -142,7 +142,7 @@ func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at ti
 	dst = append(dst, `,"id":"`...)
 	dst = append(dst, id...)
 	dst = append(dst, `","t":"`...)
-	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = clampTime(at).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
 	dst = strconv.AppendInt(dst, int64(attempts), 10)
 	if inline {
@@ -236,7 +236,7 @@ func decodeLine(line []byte) (rec Record, legacy bool, problem Problem) {
 // or legacy payload aliases line and a base64 one is decoded into
 // *scratch, so none allocates.
 func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, problem Problem) {
-	if !bytes.HasPrefix(line, linePrefix) {
+	if !bytes.HasPrefix(line, linePrefix) || !envelopeShaped(line) {
 		if validJSON(line) {
 			if scratch == nil {
 				line = bytes.Clone(line)
@@ -274,6 +274,35 @@ func decodeLineReusing(line []byte, scratch *[]byte) (rec Record, legacy bool, p
 	}
 	// Not laid out as the encoder writes: let encoding/json judge it.
 	return decodeEnvelopeJSON(line)
+}
+
+// envelopeShaped reports whether line, which starts like an envelope, has
+// its shape: a trailing checksum member, or an "id" member at the top
+// level. A valid JSON line with neither is a legacy payload whatever its
+// "_v" (the original implementation may have written {"_v":2}); one with
+// either is an envelope, damaged if it does not decode, so damage never
+// turns a record into a payload unless it takes both.
+func envelopeShaped(line []byte) bool {
+	n := len(line)
+	if n >= len(linePrefix)+crcSuffixSize && bytes.Equal(line[n-crcSuffixSize:n-crcSuffixSize+len(crcKey)], crcKey) &&
+		line[n-2] == '"' && line[n-1] == '}' {
+		return true
+	}
+	// The encoder writes "id" second; anywhere else only a full decode can
+	// tell a top-level key from a nested one.
+	rest := line[len(linePrefix):]
+	if i := skipDigits(rest, 0); i > 0 && bytes.HasPrefix(rest[i:], []byte(`,"id":`)) {
+		return true
+	}
+	if !bytes.Contains(line, []byte(`"id"`)) {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(line, &top) != nil {
+		return true // not JSON: damaged, never a payload
+	}
+	_, ok := top["id"]
+	return ok
 }
 
 // decodeEnvelopeJSON decodes a whole envelope line, checksum already

@@ -81,6 +81,16 @@ func TestDecodeLineProblems(t *testing.T) {
 		{"legacy object", []byte(`{"data":[1,2]}`), ProblemNone, true},
 		{"legacy string", []byte(`"cmd"`), ProblemNone, true},
 		{"envelope without crc", []byte(`{"_v":1,"id":"x","t":"2025-01-01T00:00:00Z","a":0,"p":1}`), ProblemBadJSON, false},
+		// Legacy look-alikes: valid JSON with neither an id nor a
+		// trailing checksum member is a payload, whatever its "_v".
+		{"legacy with _v 1", []byte(`{"_v":1,"cmd":"ls"}`), ProblemNone, true},
+		{"legacy _v 2 alone", []byte(`{"_v":2}`), ProblemNone, true},
+		{"legacy _v 2", []byte(`{"_v":2,"cmd":"ls"}`), ProblemNone, true},
+		{"legacy with a nested id", []byte(`{"_v":1,"user":{"id":3}}`), ProblemNone, true},
+		{"legacy with a nested c", []byte(`{"_v":1,"x":{"c":"00000000"}}`), ProblemNone, true},
+		{"future envelope", []byte(`{"_v":2,"id":"x","t":"2025-01-01T00:00:00Z","z":0,"c":"00000000"}`), ProblemBadVersion, false},
+		{"envelope with a damaged id key", bytes.Replace(good, []byte(`"id"`), []byte(`"ie"`), 1), ProblemChecksum, false},
+		{"envelope with a damaged crc key", bytes.Replace(good, []byte(`,"c":"`), []byte(`,"d":"`), 1), ProblemBadJSON, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

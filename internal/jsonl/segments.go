@@ -78,11 +78,20 @@ func (s *Store) sealLocked() error {
 			return wrapErr(err, "seal")
 		}
 	}
+	// Before it closes the file: a deleted one is restored, which seals
+	// what it held (see active_identity.go).
+	restored, err := s.checkActiveLocked()
+	switch {
+	case err != nil:
+		return wrapErr(err, "seal")
+	case restored || s.activeOff == 0:
+		return nil
+	}
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
 	err = s.active.Close()
-	s.active = nil
+	s.setActive(nil)
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
@@ -106,11 +115,11 @@ func (s *Store) sealLocked() error {
 	}
 	// Not the active file until its name is durable: on failure the next
 	// append creates it again (see createActive).
-	f, err := s.createActive()
+	f, err := s.newActiveLocked()
 	if err != nil {
-		return fmt.Errorf("syncbreaker: seal: new active file: %w", err)
+		return wrapErr(err, "seal")
 	}
-	s.active = f
+	s.setActive(f)
 	return nil
 }
 
@@ -163,6 +172,11 @@ func (s *Store) Replay(ctx context.Context, fn func(context.Context, Record) err
 // stops at the first record not settled. A nil window is Replay's one call
 // at a time, on the caller's goroutine.
 func (s *Store) ReplayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
+	res, err := s.replayWindow(ctx, window, fn)
+	return res, prefixed(err, "replay")
+}
+
+func (s *Store) replayWindow(ctx context.Context, window func() int, fn func(context.Context, Record) error) (ReplayResult, error) {
 	var res ReplayResult
 	if err := ctx.Err(); err != nil {
 		return s.untouched(), err
@@ -182,6 +196,16 @@ func (s *Store) ReplayWindow(ctx context.Context, window func() int, fn func(con
 	if err == nil {
 		segs, superseded, temps, err = listStore(s.fs, s.path)
 	}
+	if err == nil {
+		present := map[string]bool{}
+		for _, seg := range segs {
+			present[filepath.Base(seg.path)] = true
+		}
+		for _, p := range superseded {
+			present[filepath.Base(p)] = true
+		}
+		s.noticeLostSegments(present)
+	}
 	s.mu.Lock()
 	sealed := s.pendingRecords - s.activeRecords // what this replay is about
 	s.mu.Unlock()
@@ -192,7 +216,7 @@ func (s *Store) ReplayWindow(ctx context.Context, window func() int, fn func(con
 	s.removeLeftovers(superseded, temps)
 	s.dead.refresh()
 	s.quar.refresh()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	maxLine := s.readLimit()
 	d := &drain{
 		s: s, fn: fn, res: &res, maxLine: maxLine,
 		tri:      triage{quar: s.quar, maxLine: maxLine, log: s.log},
@@ -302,6 +326,7 @@ func (d *drain) keep(line []byte, at time.Time, id string) error {
 	if d.kept == 0 {
 		d.first, d.firstKeptID = at, id
 	}
+	d.s.noteLine(len(line)) // one more attempt's digit
 	d.kept++
 	_, err := d.out.Write(line)
 	return err
@@ -494,6 +519,11 @@ func (d *drain) checkpoint(p *progress) error {
 	if err := errors.Join(s.syncTo(at), s.dead.sync(), s.quar.sync()); err != nil {
 		return wrapErr(err, "replay: checkpoint")
 	}
+	// A record spilled again is in the active file: it must still be the
+	// store's before the ledger skips its source.
+	if err := s.verifyActive(); err != nil {
+		return wrapErr(err, "replay: checkpoint")
+	}
 	// From here the side files hold lines whose source the ledger skips:
 	// an abort must not cut them back.
 	d.deadMark, d.quarMark = s.dead.mark(), s.quar.mark()
@@ -581,6 +611,11 @@ func (d *drain) commit(drained []segment) error {
 	}
 	if err := errors.Join(s.dead.sync(), s.quar.sync()); err != nil {
 		return fail(err)
+	}
+	if d.republished+d.deadLettered > 0 {
+		if err := s.verifyActive(); err != nil { // as for the fsync above
+			return fail(err)
+		}
 	}
 	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, s.nextSeq.Add(1)-1)
 	renamed := false
@@ -709,7 +744,7 @@ func (s *Store) refreshOldest(d *drain) {
 		if err == nil && len(segs) > 0 {
 			// An unreadable head only leaves the age unknown until the
 			// next replay: the replay itself is done.
-			head, _ = headTime(s.fs, segs[0].path, s.markOf(filepath.Base(segs[0].path)).Off, maxLineSize(s.cfg.MaxPayloadBytes))
+			head, _ = headTime(s.fs, segs[0].path, s.markOf(filepath.Base(segs[0].path)).Off, s.readLimit())
 		}
 	}
 	s.mu.Lock()

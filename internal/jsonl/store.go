@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,6 +135,8 @@ type Store struct {
 	log  *slog.Logger
 	lock io.Closer
 	ids  idGen
+	// lineLimit is the ledger's MaxLine (see recordLineLimit).
+	lineLimit atomic.Int64
 
 	replaySem chan struct{} // one Replay or RequeueDead at a time
 	// marks is what the ledger knows of each segment (see ledger.go), by
@@ -174,6 +177,8 @@ type Store struct {
 	activeFirstID  string          // ID of the active file's first record
 	sealed         []sealedSegment // sealed since the ledger last heard of it
 	needTruncate   bool            // a failed write left bytes past activeOff
+	ownerLost      bool            // another owner holds the active file: no more writes
+	fd             uintptr         // active's descriptor (see setActive)
 	writtenGen     uint64
 	closed         bool
 	pendingRecords int64
@@ -184,7 +189,12 @@ type Store struct {
 	timerArmed     bool
 	timerWG        sync.WaitGroup
 
+	// The active file's watch (see active_identity.go).
+	watch   *time.Timer
+	watchWG sync.WaitGroup
+
 	appended, republished, quarantined, deadLettered atomic.Int64
+	restored, truncations, lostRecords               atomic.Int64
 	rejectedFull, rejectedNoSpace, rejectedTooLarge  atomic.Int64
 }
 
@@ -241,9 +251,33 @@ func Open(path string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	// The active file's own lock, before recovery touches anything: a
+	// deleted lock file must not let a second owner repair what the
+	// first is using (see LockFile).
+	// It creates nothing: what an earlier process left is made durable
+	// by recovery first.
+	guard, err := s.fs.OpenFile(s.path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		if err := s.fs.LockFile(guard); err != nil {
+			if !errors.Is(err, fsx.ErrLocked) {
+				err = wrapErr(err, "lock active file")
+			}
+			return nil, errors.Join(err, guard.Close(), lock.Close())
+		}
+		s.setActive(guard)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, errors.Join(wrapErr(err, "open %s", filepath.Base(s.path)), lock.Close())
+	}
 	if err := s.recover(); err != nil {
+		if s.active != nil {
+			err = errors.Join(err, s.active.Close())
+		}
 		return nil, errors.Join(err, lock.Close())
 	}
+	s.mu.Lock()
+	s.armWatch()
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -253,6 +287,7 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
+	s.takeOver(segs)
 	// A temp file is a rewrite that never got renamed into place: its
 	// source still exists, so it holds nothing unique.
 	for _, p := range temps {
@@ -290,7 +325,12 @@ func (s *Store) recover() error {
 		return err
 	}
 	defer quarantine.sync()
-	maxLine := maxLineSize(s.cfg.MaxPayloadBytes)
+	l, err := loadLedger(s.fs, s.path+ledgerSuffix)
+	if err != nil {
+		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
+	}
+	s.lineLimit.Store(l.MaxLine)
+	maxLine := s.readLimit()
 	note := func(rep FileRepair) {
 		if rep.Quarantined > 0 || rep.LegacyRewritten > 0 {
 			s.repair.Files = append(s.repair.Files, rep)
@@ -299,10 +339,6 @@ func (s *Store) recover() error {
 				"quarantined_lines", rep.Quarantined, "quarantined_bytes", rep.QuarantinedBytes,
 				"torn_bytes", rep.TornBytes, "legacy_rewritten", rep.LegacyRewritten)
 		}
-	}
-	l, err := loadLedger(s.fs, s.path+ledgerSuffix)
-	if err != nil {
-		s.log.Warn("syncbreaker: ledger unreadable: drains start over", "err", err)
 	}
 	stored := l.Segments
 	for _, id := range l.Settled {
@@ -398,15 +434,29 @@ func (s *Store) recover() error {
 	if !maps.Equal(s.marks, stored) {
 		// Entries of segments gone or rewritten go now; counts learned
 		// are kept.
-		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), &s.tomb); err != nil {
+		if err := saveLedger(s.fs, s.path, s.marks, s.nextSeq.Load(), &s.tomb, s.lineLimit.Load()); err != nil {
 			s.log.Warn("syncbreaker: ledger not updated", "err", err)
 		}
 	}
-	f, err := s.createActive()
-	if err != nil {
-		return fmt.Errorf("syncbreaker: open active file: %w", err)
+	// The guard taken at Open is the active file, unless recovery
+	// rewrote it under its name.
+	f := s.active
+	if f != nil {
+		if same, _, err := s.fs.SameFile(f, s.path); err != nil || !same {
+			_ = f.Close()
+			f = nil
+		}
 	}
-	s.active, s.activeOff, s.activeFirst = f, activeSum.size, activeSum.first
+	if f == nil {
+		if f, err = s.createActive(); err != nil {
+			if errors.Is(err, fsx.ErrLocked) {
+				return err
+			}
+			return fmt.Errorf("syncbreaker: open active file: %w", err)
+		}
+	}
+	s.setActive(f)
+	s.activeOff, s.activeFirst = activeSum.size, activeSum.first
 	s.activeFirstID = activeSum.firstID
 	s.activeRecords = activeSum.records
 	s.syncedOff = s.activeOff // an earlier run's records: a failed fsync never cuts them
@@ -415,14 +465,31 @@ func (s *Store) recover() error {
 	return nil
 }
 
+// setActive makes f (nil: none) the active file, and keeps its descriptor
+// for the check before each write: File.Fd costs an fcntl a call. Requires
+// s.mu or exclusive access.
+func (s *Store) setActive(f fsx.File) {
+	s.active, s.fd = f, ^uintptr(0)
+	if f != nil {
+		s.fd = f.Fd()
+	}
+}
+
 // createActive opens the active file, creating it if need be, and fsyncs
 // the directory: an Append's fsync makes the file's content durable, not
 // its name, so without this a power loss could take a new active file and
 // every acknowledged record in it.
+//
+// It is opened for reading too, so the store can copy what it holds if
+// the file is deleted under it (see active_identity.go), and locked (see
+// fsx.LockFile): another owner makes it fail with fsx.ErrLocked.
 func (s *Store) createActive() (fsx.File, error) {
-	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_WRONLY)
+	f, err := fsx.CreatePrivate(s.fs, s.path, os.O_RDWR)
 	if err != nil {
 		return nil, err
+	}
+	if err := s.fs.LockFile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
 	}
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return nil, errors.Join(err, f.Close())
@@ -452,6 +519,16 @@ func (s *Store) recoverActive(quarantine *appendLog, maxLine int, known mark, no
 				s.marks[name] = known
 				return fileSummary{records: known.Records + tail, size: size, first: known.FirstAt, firstID: id}, nil
 			}
+		}
+	}
+	if runtime.GOOS == "windows" && s.active != nil {
+		// Windows cannot rename a repaired file over an open one; its lock
+		// file cannot be deleted while held, which is what the guard is
+		// for. The guard is taken again at the end of recovery.
+		err := s.active.Close()
+		s.setActive(nil)
+		if err != nil {
+			return fileSummary{}, wrapErr(err, "open active file")
 		}
 	}
 	rep, sum, err := repairFile(s.fs, s.path, s.path, nil, quarantine, maxLine, 0)
@@ -500,7 +577,7 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 	if maps.Equal(next, s.marks) && !s.tomb.dirty {
 		return nil
 	}
-	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), &s.tomb)
+	err := saveLedger(s.fs, s.path, next, s.nextSeq.Load(), &s.tomb, s.lineLimit.Load())
 	if err == nil {
 		s.tomb.dirty = false
 	}
@@ -595,7 +672,10 @@ func (s *Store) Path() string { return s.path }
 // Append stores payload as a new record and returns nil once it is
 // written (and, under SyncAlways, fsynced). It fails with
 // ErrTooLarge or ErrFull (the caller keeps the payload), with
-// ctx.Err() if ctx is already done, or with ErrClosed. A failed write
+// ctx.Err() if ctx is already done, or with ErrClosed (nothing was
+// written: an Append that wrote before Close began returns what Close's
+// final fsync did for its record). It returns nil exactly when its record
+// is stored. A failed write
 // is cut back so no partial line remains. Under SyncAlways a failed
 // fsync fails every Append it covered, wrapping the fsync error, and
 // cuts their records back: the callers keep the payloads, and a later
@@ -626,7 +706,7 @@ func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte) error 
 	if s.cfg.Sync == SyncAlways {
 		s.appending.Add(1) // see gatherGroup
 	}
-	now := s.cfg.now()
+	now := clampTime(s.cfg.now()) // never fails for the clock
 	bp := linePool.Get().(*[]byte)
 	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
 	defer func() {
@@ -636,8 +716,19 @@ func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte) error 
 		}
 	}()
 
+	s.noteLine(len(line))
 	s.mu.Lock()
 	gen, rotate, err := s.writeLocked(line, now)
+	if errors.Is(err, errActiveShrunk) {
+		// Someone truncated the active file: handle it (see
+		// truncatedLocked), then write after its last whole record.
+		s.mu.Unlock()
+		if err := s.verifyActive(); err != nil && !errors.Is(err, errTruncated) {
+			s.log.Warn("syncbreaker: checking the active file failed", "err", err)
+		}
+		s.mu.Lock()
+		gen, rotate, err = s.writeLocked(line, now)
+	}
 	at := syncPoint{gen: gen, epoch: s.epoch}
 	s.mu.Unlock()
 	if s.cfg.Sync == SyncAlways {
@@ -677,12 +768,25 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if s.closed {
 		return 0, false, ErrClosed
 	}
+	if s.ownerLost {
+		return 0, false, errOwnerLost
+	}
+	if s.active == nil && s.activeOff == 0 {
+		// A seal or a restore vacated the path and could not start the
+		// next file: whatever is there now is not the store's.
+		f, err := s.newActiveLocked()
+		if err != nil {
+			return 0, false, err
+		}
+		s.setActive(f)
+	}
 	if s.active == nil {
 		f, err := s.createActive()
 		if err != nil {
-			return 0, false, fmt.Errorf("syncbreaker: reopen active file: %w", err)
+			return 0, false, s.createFailedLocked(err, "reopen active file")
 		}
-		s.active, s.needTruncate = f, true
+		s.setActive(f)
+		s.needTruncate = true
 	}
 	if _, err := s.cutBackLocked(); err != nil {
 		return 0, false, fmt.Errorf("syncbreaker: cut back failed write: %w", err)
@@ -690,6 +794,11 @@ func (s *Store) writeLocked(line []byte, now time.Time) (gen uint64, rotate bool
 	if stored := s.storedBytesLocked(); s.cfg.MaxBytes > 0 && stored+int64(len(line)) > s.cfg.MaxBytes {
 		s.rejectedFull.Add(1)
 		return 0, false, fmt.Errorf("%w: %d bytes stored, limit %d", ErrFull, stored, s.cfg.MaxBytes)
+	}
+	// A write past the end of a file someone truncated would leave a
+	// hole: Append handles the truncation first (one fstat a write).
+	if size, err := fsx.FdSize(s.fd); err == nil && size < s.activeOff {
+		return 0, false, errActiveShrunk
 	}
 	n, err := s.active.WriteAt(line, s.activeOff)
 	if err != nil {
@@ -766,6 +875,15 @@ type Stats struct {
 	// SyncAlways the appends they covered failed too; under the other
 	// policies see SyncInterval for what a failed fsync costs.
 	SyncErrors int64
+	// Files changed under the store by someone else (see
+	// active_identity.go). ActiveRestored counts active files found
+	// deleted or moved and restored from the store's descriptor, which
+	// loses nothing; ActiveTruncated counts active files found truncated.
+	// LostRecords counts the acknowledged records those truncations and
+	// deleted sealed segments took, which no one can restore.
+	ActiveRestored  int64
+	ActiveTruncated int64
+	LostRecords     int64
 }
 
 // OldestAge returns how long the head record has waited at now (zero if
@@ -800,6 +918,9 @@ func (s *Store) Stats() Stats {
 	st.RejectedNoSpace = s.rejectedNoSpace.Load()
 	st.RejectedTooLarge = s.rejectedTooLarge.Load()
 	st.SyncErrors = s.syncErrs.Load()
+	st.ActiveRestored = s.restored.Load()
+	st.ActiveTruncated = s.truncations.Load()
+	st.LostRecords = s.lostRecords.Load()
 	return st
 }
 
@@ -817,20 +938,38 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.stopSyncTimer()
+	s.stopWatch()
 
+	// The final fsync is a round like any other (see syncTo): appenders
+	// that wrote before closed was set and still wait find their records
+	// fsynced, or, if it fails, cut back and their Appends failed. No
+	// Append can write after it, so it settles every one.
 	s.syncMu.Lock()
 	s.mu.Lock()
-	f := s.active
-	s.active = nil
-	s.mu.Unlock()
-	s.syncMu.Unlock()
 	var errs []error
-	if f != nil {
-		synced := true
+	restored, cerr := s.checkActiveLocked() // see active_identity.go
+	f := s.active
+	synced := true
+	if cerr != nil && !errors.Is(cerr, errTruncated) {
+		// What waits is only in a file with no name: not stored.
+		synced = false
+		errs = append(errs, wrapErr(s.syncFailedLocked(cerr), "close"))
+	} else if f != nil {
+		target, off, recs := s.writtenGen, s.activeOff, s.activeRecords
 		if err := f.Sync(); err != nil {
 			synced = false
-			errs = append(errs, fmt.Errorf("syncbreaker: close: fsync: %w", err))
+			errs = append(errs, wrapErr(s.syncFailedLocked(err), "close"))
+		} else {
+			s.syncedLocked(target, off, recs)
 		}
+	}
+	s.setActive(nil)
+	s.mu.Unlock()
+	if restored {
+		s.recordSealed()
+	}
+	s.syncMu.Unlock()
+	if f != nil {
 		if err := f.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
 		}

@@ -2,6 +2,7 @@ package jsonl
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +94,13 @@ func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Wri
 		case ln.torn:
 			e.Problem = ProblemTornTail
 		default:
-			rec, legacy, problem := decodeLineReusing(ln.data, &scratch)
+			data := ln.data
+			if ln.off == 0 {
+				// A byte-order mark some editors write, at the start of
+				// the file only; the line keeps its bytes as read.
+				data = bytes.TrimPrefix(data, byteOrderMark)
+			}
+			rec, legacy, problem := decodeLineReusing(data, &scratch)
 			e.Problem, e.Legacy = problem, legacy
 			if legacy {
 				rec.ID = legacyID(ln.off, ln.data)
@@ -106,6 +113,9 @@ func scanRecords(r io.Reader, maxLine int, legacyTime time.Time, overflow io.Wri
 		}
 	}
 }
+
+// byteOrderMark is stripped from a file's first line (see scanRecords).
+var byteOrderMark = []byte("\xEF\xBB\xBF")
 
 // lineReader splits a stream into lines with an explicit maximum length,
 // which bufio.Scanner cannot do past its buffer without failing for good.

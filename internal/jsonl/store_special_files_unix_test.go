@@ -127,7 +127,8 @@ func TestReplayRefusesFIFOAtDeadLetterFile(t *testing.T) {
 	mkfifo(t, path+deadSuffix)
 	_, err := noHangReplay(t, s, releaseFIFO(path+deadSuffix), failing)
 	require.ErrorIs(t, err, fsx.ErrNotRegular)
-	assert.Contains(t, err.Error(), "sync-pending.jsonl.dead is a named pipe, not a regular file")
+	assert.Equal(t, "syncbreaker: replay: sync-pending.jsonl.dead is a named pipe, not a regular file", err.Error(),
+		"the package prefix, once")
 
 	require.NoError(t, os.Remove(path+deadSuffix))
 	assert.Equal(t, numbered(3), payloadsOf(drainAll(t, s)), "no record lost")

@@ -154,6 +154,13 @@ func (s *Store) syncTo(p syncPoint) error {
 		s.mu.Unlock()
 		close(done)
 		if errors.Is(err, ErrClosed) {
+			// Close's final fsync settled everything written before it.
+			s.mu.Lock()
+			done, perr := p.doneLocked(s)
+			s.mu.Unlock()
+			if done {
+				return perr
+			}
 			return err
 		}
 		if err != nil {
@@ -209,12 +216,26 @@ func (s *Store) syncRound() error {
 	}
 	err := f.Sync()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
+		defer s.mu.Unlock()
 		return s.syncFailedLocked(err)
 	}
-	s.syncedLocked(target, off, recs)
-	return nil
+	// Before the appenders are released: is the file they wrote to still
+	// the store's (see active_identity.go)?
+	restored, err := s.checkActiveLocked()
+	switch {
+	case errors.Is(err, errTruncated): // the truncation failed them
+	case err != nil:
+		// Their records are only in a file with no name: not stored.
+		err = s.syncFailedLocked(err)
+	case !restored:
+		s.syncedLocked(target, min(off, s.activeOff), min(recs, s.activeRecords))
+	}
+	s.mu.Unlock()
+	if restored {
+		s.recordSealed()
+	}
+	return err
 }
 
 // syncActiveLocked fsyncs the active file for everything written so far,
