@@ -139,12 +139,18 @@ type Config struct {
 	// top-level generator (no global state is seeded or mutated).
 	Rand *rand.Rand
 	// IsFailure classifies an error returned by the send function of
-	// Execute (or the handler wrapped by Middleware): true means the server
-	// is failing, so the error counts towards FailureThreshold. Errors
-	// marked with Permanent and context errors caused by the caller's own
-	// context ending are never passed to it: they never count and their
-	// payload is never spilled. An error for which IsFailure returns false is
-	// treated like a Permanent one. nil means every other error is a failure.
+	// Execute (or the handler wrapped by Middleware, or given to Settle):
+	// true means the server is failing, so the error counts towards
+	// FailureThreshold and a fresh payload is spilled (see SpillFailures).
+	// Errors marked with Permanent and context errors caused by the
+	// caller's own context ending are never passed to it. An error for
+	// which IsFailure returns false is not counted and not spilled (the
+	// caller keeps a fresh payload), but it is not Permanent: a republished
+	// record refused with it counts a failed attempt, so MaxAttempts
+	// decides, where only Permanent dead-letters a record at once. That is
+	// how a daemon keeps, say, a 429 out of the failure count without
+	// losing rate-limited records. nil means every other error is a
+	// failure.
 	IsFailure func(error) bool
 	// OnStateChange, when not nil, is called for every state change, in the
 	// order the changes happened, outside any lock of the Breaker: it may

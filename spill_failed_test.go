@@ -174,3 +174,37 @@ func TestSpillWhileClosedIsRetriedSoonAfterASuccess(t *testing.T) {
 		assert.Equal(t, replays, b.Stats().Replays, "not re-armed by the record that failed again")
 	})
 }
+
+// An error IsFailure rejects is not Permanent: not counted, not spilled,
+// and a republished record refused with it counts an attempt (MaxAttempts
+// decides) instead of being dead-lettered at once, as Permanent is.
+func TestIsFailureFalseIsNotPermanent(t *testing.T) {
+	errRateLimited := errors.New("server answered 429")
+	for _, tt := range []struct {
+		name     string
+		err      error
+		attempts int
+		dead     int
+	}{
+		{"rejected by IsFailure", errRateLimited, 1, 0},
+		{"permanent", syncbreaker.Permanent(errClient), 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rig := newCapRig(t, syncbreaker.RepublisherConfig{})
+			b := newBreaker(t, syncbreaker.Config{IsFailure: func(err error) bool { return !errors.Is(err, errRateLimited) }}, rig.store, rig.rep)
+			rig.seed(t, `"a"`)
+			handler := b.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, tt.err })
+			rig.loop(t, b, 1, func(msg *message.Message) error { _, err := handler(msg); return err })
+			res, err := b.RetryPending(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, tt.dead, res.DeadLettered)
+			if tt.attempts > 0 {
+				recs := peek(t, rig.store)
+				require.Len(t, recs, 1)
+				assert.Equal(t, tt.attempts, recs[0].Attempts)
+			}
+			assert.Zero(t, b.Stats().ConsecutiveFailures, "not counted")
+			assert.Zero(t, b.Stats().Spilled, "not spilled")
+		})
+	}
+}
