@@ -289,12 +289,13 @@ type Breaker struct {
 
 	// Optional capabilities of the republisher and the store, found at
 	// New (see capabilities.go); nil when absent.
-	settler    Settler
-	windowed   WindowReplayer // set only with a window above 1
-	window     int            // records a replay keeps in flight while closed
-	recognizer Recognizer
-	idAppender IDAppender
-	tombs      Tombstoner
+	settler     Settler
+	windowed    WindowReplayer // set only with a window above 1
+	window      int            // records a replay keeps in flight while closed
+	recognizer  Recognizer
+	idAppender  IDAppender
+	msgAppender MessageAppender
+	tombs       Tombstoner
 	// inFlight counts Republish calls running; while it is 0 no spill can
 	// be a republished message's (see respill.go).
 	inFlight atomic.Int64

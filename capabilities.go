@@ -51,6 +51,15 @@ type IDAppender interface {
 	AppendID(ctx context.Context, payload []byte) (id string, err error)
 }
 
+// MessageAppender is a PendingStore that keeps, with a record, the UUID of
+// the message whose payload it is (JSONLStore). Settle and Middleware use
+// it when they spill a fresh message's failed send, so the republished
+// message can carry the original UUID (Record.MessageID,
+// MetadataMessageUUID) for a server whose idempotency key is that UUID.
+type MessageAppender interface {
+	AppendMessage(ctx context.Context, payload []byte, messageUUID string) (id string, err error)
+}
+
 // Tombstoner is a PendingStore that can remove a record at its next replay
 // without delivering it (JSONLStore: a tombstone in its ledger).
 //
@@ -109,6 +118,7 @@ func (b *Breaker) discoverCapabilities() {
 	}
 	b.recognizer, _ = b.republisher.(Recognizer)
 	b.idAppender, _ = b.store.(IDAppender)
+	b.msgAppender, _ = b.store.(MessageAppender)
 	b.tombs, _ = b.store.(Tombstoner)
 
 	f := b.Features()

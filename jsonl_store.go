@@ -211,6 +211,13 @@ func (s *JSONLStore) AppendID(ctx context.Context, payload []byte) (string, erro
 	return s.s.AppendID(ctx, payload)
 }
 
+// AppendMessage is AppendID for the payload of the message messageUUID,
+// which the record keeps as Record.MessageID (see MessageAppender). A UUID
+// outside the letters, digits and "-_." a record ID uses is not kept.
+func (s *JSONLStore) AppendMessage(ctx context.Context, payload []byte, messageUUID string) (string, error) {
+	return s.s.AppendMessage(ctx, payload, messageUUID)
+}
+
 // SettleLate removes the record with this ID at the next replay, without
 // delivering it, counted as republished (see Tombstoner).
 func (s *JSONLStore) SettleLate(id string) { s.s.SettleLate(id) }
@@ -221,9 +228,10 @@ func (s *JSONLStore) SettleLate(id string) { s.s.SettleLate(id) }
 func (s *JSONLStore) Discard(id string) { s.s.Discard(id) }
 
 var (
-	_ WindowReplayer = (*JSONLStore)(nil)
-	_ IDAppender     = (*JSONLStore)(nil)
-	_ Tombstoner     = (*JSONLStore)(nil)
+	_ WindowReplayer  = (*JSONLStore)(nil)
+	_ IDAppender      = (*JSONLStore)(nil)
+	_ MessageAppender = (*JSONLStore)(nil)
+	_ Tombstoner      = (*JSONLStore)(nil)
 )
 
 // engineVerdict translates a callback's error into the engine's terms (see

@@ -17,6 +17,13 @@ type Record struct {
 	EnqueuedAt time.Time
 	// Attempts counts failed republish attempts so far.
 	Attempts int
+	// MessageID is the UUID of the fresh message whose payload this is,
+	// when Breaker.Settle or Middleware spilled a failed send from a store
+	// that keeps it (a MessageAppender, as JSONLStore is); empty otherwise.
+	// A TopicRepublisher sends it as MetadataMessageUUID, so a server's
+	// idempotency key can stay the same from the first try to the last
+	// (the republished message's UUID stays the record ID).
+	MessageID string
 }
 
 // ReplayResult says what one Replay did.

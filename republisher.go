@@ -38,6 +38,11 @@ const (
 	// MetadataAttempts holds Record.Attempts in decimal: the failed
 	// republish attempts before this one.
 	MetadataAttempts = "syncbreaker_attempts"
+	// MetadataMessageUUID holds Record.MessageID, when the record has one:
+	// the UUID of the fresh message whose failed send was spilled, so a
+	// server whose idempotency key is the message UUID sees the same key
+	// on every try. The message's own UUID stays the record ID.
+	MetadataMessageUUID = "syncbreaker_message_uuid"
 	// MetadataSettleToken is set, when SettleTimeout is on, to a value
 	// unique to the republisher that published the message, so Settle
 	// tells its own messages from any other with one metadata lookup.
@@ -373,6 +378,9 @@ func (r *TopicRepublisher) message(ctx context.Context, rec Record) *message.Mes
 	msg.Metadata.Set(MetadataRepublished, "true")
 	msg.Metadata.Set(MetadataEnqueuedAt, rec.EnqueuedAt.UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(MetadataAttempts, strconv.Itoa(rec.Attempts))
+	if rec.MessageID != "" {
+		msg.Metadata.Set(MetadataMessageUUID, rec.MessageID)
+	}
 	for k, v := range r.metadata {
 		msg.Metadata.Set(k, v)
 	}

@@ -62,13 +62,22 @@ func (b *Breaker) spillsFresh(ctx context.Context, err error) bool {
 	return b.spillMode != SpillWhenOpen && b.isServerFailure(ctx, err)
 }
 
-// spillMessage stores msg's payload as a new record. The message's
-// context may be ending (the daemon stopping): the payload is still the
-// daemon's to keep, so the append does not depend on it.
+// spillMessage stores msg's payload as a new record, with msg's UUID when
+// the store keeps one (MessageAppender). The message's context may be
+// ending (the daemon stopping): the payload is still the daemon's to
+// keep, so the append does not depend on it.
 func (b *Breaker) spillMessage(msg *message.Message) error {
-	if err := b.appendSpill(context.WithoutCancel(msg.Context()), msg.Payload); err != nil {
-		return err
+	ctx := context.WithoutCancel(msg.Context())
+	var err error
+	if b.msgAppender != nil {
+		_, err = b.msgAppender.AppendMessage(ctx, msg.Payload, msg.UUID)
+	} else {
+		err = b.store.Append(ctx, msg.Payload)
 	}
+	if err != nil {
+		return b.spillError(ctx, msg.Payload, err)
+	}
+	b.spilled.Add(1)
 	b.noteClosedSpill()
 	return nil
 }

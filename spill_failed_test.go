@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -207,4 +209,35 @@ func TestIsFailureFalseIsNotPermanent(t *testing.T) {
 			assert.Zero(t, b.Stats().Spilled, "not spilled")
 		})
 	}
+}
+
+// A fresh message's own UUID is kept with its spilled record, across a
+// reopen, and sent as metadata when it is republished, while the
+// republished message's UUID stays the record ID.
+func TestSpilledFreshMessageKeepsItsUUID(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.jsonl")
+	store, err := syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{})
+	require.NoError(t, err)
+	b := newBreaker(t, syncbreaker.Config{}, store, &recordingRepublisher{})
+	msg := message.NewMessage("0190f3a4-7c1e-7d2b-9a55-1b2c3d4e5f60", []byte(`{"cmd":"ls"}`))
+	require.True(t, b.Settle(msg, errServer))
+	require.NoError(t, store.Close())
+
+	store, err = syncbreaker.OpenJSONLStore(path, syncbreaker.StoreConfig{})
+	require.NoError(t, err)
+	defer store.Close()
+	recs := peek(t, store)
+	require.Len(t, recs, 1)
+	assert.Equal(t, msg.UUID, recs[0].MessageID, "kept across a reopen")
+	assert.NotEqual(t, msg.UUID, recs[0].ID)
+
+	bus := newGoChannel(t, gochannel.Config{})
+	msgs, err := bus.Subscribe(t.Context(), testTopic)
+	require.NoError(t, err)
+	rep := newTestRepublisher(t, bus, syncbreaker.RepublisherConfig{})
+	require.NoError(t, rep.Republish(t.Context(), recs[0]))
+	got := <-msgs
+	got.Ack()
+	assert.Equal(t, recs[0].ID, got.UUID, "the republished message's UUID is the record ID")
+	assert.Equal(t, msg.UUID, got.Metadata.Get(syncbreaker.MetadataMessageUUID), "and the original UUID travels with it")
 }

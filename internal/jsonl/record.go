@@ -20,6 +20,9 @@ type Record struct {
 	EnqueuedAt time.Time
 	// Attempts counts failed deliveries so far.
 	Attempts int
+	// MessageID is the UUID of the message whose payload this is, when
+	// the appender gave one (see Store.AppendMessage); empty otherwise.
+	MessageID string
 }
 
 // ReplayResult says what one Replay did; the root package's ReplayResult

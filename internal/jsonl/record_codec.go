@@ -17,6 +17,11 @@ import (
 //	{"_v":1,"id":"<uuid>","t":"<RFC 3339 UTC>","a":<attempts>,"p":<payload JSON>,"c":"<crc32c hex>"}
 //	{"_v":1,"id":"<uuid>","t":"<RFC 3339 UTC>","a":<attempts>,"b":"<payload base64>","c":"<crc32c hex>"}
 //
+// A record spilled from a message may also carry the message's UUID,
+// `,"m":"<uuid>"` after "a", so its republish can say which message it
+// was (an idempotency key that stays the same from the first try to the
+// last); a UUID outside the ID alphabet is not kept.
+//
 // "p" holds the payload inline when its bytes are JSON that decodes back to
 // exactly the same bytes (see inlinable), so `jq .p` shows it; anything else
 // goes base64 in "b". "c" is the CRC32C (Castagnoli) of every byte of the line
@@ -83,8 +88,8 @@ func encodedLineSize(n int) int {
 }
 
 // lineOverhead is every byte of a line but the payload's, at its longest.
-const lineOverhead = len(`{"_v":1,"id":"","t":"","a":,"b":"","c":"00000000"}`+"\n") +
-	maxIDLen + maxTimeLen + maxAttemptsLen
+const lineOverhead = len(`{"_v":1,"id":"","t":"","a":,"m":"","b":"","c":"00000000"}`+"\n") +
+	2*maxIDLen + maxTimeLen + maxAttemptsLen
 
 const (
 	maxTimeLen     = len(time.RFC3339Nano) // longer than any UTC time with a four-digit year
@@ -107,7 +112,7 @@ func fitsRewritten(rec Record, maxLine int) bool {
 // attempt count.
 func longestLine(rec Record) int {
 	var t [64]byte
-	n := len(`{"_v":1,"id":"","t":"","a":,"c":"00000000"}`+"\n") + len(rec.ID) +
+	n := len(`{"_v":1,"id":"","t":"","a":,"c":"00000000"}`+"\n") + len(rec.ID) + len(messageField(rec.MessageID)) +
 		len(clampTime(rec.EnqueuedAt).UTC().AppendFormat(t[:0], time.RFC3339Nano)) + maxAttemptsLen
 	if inlinable(rec.Payload) {
 		return n + len(`,"p":`) + len(rec.Payload)
@@ -117,25 +122,34 @@ func longestLine(rec Record) int {
 
 // appendRecord appends rec's line, newline included, to dst.
 func appendRecord(dst []byte, rec Record) []byte {
-	return appendLine(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts)
+	return appendLineAs(dst, rec.ID, rec.MessageID, rec.Payload, rec.EnqueuedAt, rec.Attempts, inlinable(rec.Payload))
 }
 
 // appendLegacyRecord is appendRecord for the record of a legacy line,
 // whose payload the scan found to be JSON (decodeLineReusing): whether it
 // can stay inline is decided without validating it again.
 func appendLegacyRecord(dst []byte, rec Record) []byte {
-	return appendLineAs(dst, rec.ID, rec.Payload, rec.EnqueuedAt, rec.Attempts, inlinableJSON(rec.Payload))
+	return appendLineAs(dst, rec.ID, rec.MessageID, rec.Payload, rec.EnqueuedAt, rec.Attempts, inlinableJSON(rec.Payload))
 }
 
 // appendLine is appendRecord with the ID as bytes or a string, so Append
 // can format a new ID straight into the line without allocating it.
 func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int) []byte {
-	return appendLineAs(dst, id, payload, at, attempts, inlinable(payload))
+	return appendLineAs(dst, id, "", payload, at, attempts, inlinable(payload))
+}
+
+// messageField is the "m" member for a message UUID, or nothing when
+// there is none or the envelope cannot hold it as is.
+func messageField(msgID string) string {
+	if msgID == "" || !validID(msgID) {
+		return ""
+	}
+	return `,"m":"` + msgID + `"`
 }
 
 // appendLineAs is appendLine with the choice between inline JSON and
 // base64 made by the caller.
-func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int, inline bool) []byte {
+func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, msgID string, payload []byte, at time.Time, attempts int, inline bool) []byte {
 	start := len(dst)
 	dst = append(dst, linePrefix...)
 	dst = strconv.AppendInt(dst, recordVersion, 10)
@@ -145,6 +159,11 @@ func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at ti
 	dst = clampTime(at).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","a":`...)
 	dst = strconv.AppendInt(dst, int64(attempts), 10)
+	if msgID != "" && validID(msgID) {
+		dst = append(dst, `,"m":"`...)
+		dst = append(dst, msgID...)
+		dst = append(dst, '"')
+	}
 	if inline {
 		dst = append(dst, `,"p":`...)
 		dst = append(dst, payload...)
@@ -218,6 +237,7 @@ type envelope struct {
 	ID string          `json:"id"`
 	T  time.Time       `json:"t"`
 	A  int             `json:"a"`
+	M  string          `json:"m"`
 	P  json.RawMessage `json:"p"`
 	B  json.RawMessage `json:"b"`
 	C  string          `json:"c"`
@@ -312,10 +332,10 @@ func decodeEnvelopeJSON(line []byte) (rec Record, legacy bool, problem Problem) 
 	if err := json.Unmarshal(line, &env); err != nil {
 		return Record{}, false, ProblemBadJSON
 	}
-	if !validID(env.ID) || env.A < 0 || (env.P == nil) == (env.B == nil) {
+	if !validID(env.ID) || env.A < 0 || (env.P == nil) == (env.B == nil) || env.M != "" && !validID(env.M) {
 		return Record{}, false, ProblemBadRecord
 	}
-	rec = Record{ID: env.ID, EnqueuedAt: env.T, Attempts: env.A}
+	rec = Record{ID: env.ID, EnqueuedAt: env.T, Attempts: env.A, MessageID: env.M}
 	if env.P != nil {
 		rec.Payload = env.P // Unmarshal copied it out of line already
 	} else {
@@ -373,6 +393,12 @@ func decodeEnvelope(body []byte, scratch *[]byte, summed bool) (rec Record, ok b
 		rec.Attempts = rec.Attempts*10 + int(c-'0')
 	}
 	rest = rest[digits:]
+	var msgID []byte
+	if bytes.HasPrefix(rest, []byte(`,"m":"`)) {
+		if msgID, rest, ok = cutQuoted(rest[len(`,"m":"`):], validID[[]byte]); !ok {
+			return rec, false
+		}
+	}
 	switch {
 	case bytes.HasPrefix(rest, []byte(`,"p":`)):
 		p := rest[len(`,"p":`):]
@@ -408,6 +434,9 @@ func decodeEnvelope(body []byte, scratch *[]byte, summed bool) (rec Record, ok b
 		return rec, false
 	}
 	rec.ID = string(id)
+	if msgID != nil {
+		rec.MessageID = string(msgID)
+	}
 	return rec, true
 }
 

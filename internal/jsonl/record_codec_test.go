@@ -3,6 +3,7 @@ package jsonl
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,37 @@ func TestAppendLegacyRecordMatchesAppendRecord(t *testing.T) {
 		require.Equal(t, ProblemNone, problem)
 		rec.ID, rec.EnqueuedAt = legacyID(0, []byte(line)), at
 		assert.Equal(t, string(appendRecord(nil, rec)), string(appendLegacyRecord(nil, rec)), "line %q", line)
+	}
+}
+
+// A record's message UUID goes into the line and comes back, through the
+// fast decoder and encoding/json alike, for inline and base64 payloads; a
+// UUID the envelope cannot hold as is is left out, never a bad line.
+func TestMessageIDRoundTrip(t *testing.T) {
+	for _, payload := range [][]byte{[]byte(`{"cmd":"ls"}`), []byte("not json\n")} {
+		rec := Record{ID: "0190f3a4-0000-7000-8000-000000000001", Payload: payload,
+			EnqueuedAt: time.Date(2026, 12, 4, 10, 0, 0, 5, time.UTC), Attempts: 3, MessageID: "watermill-uuid_1.2"}
+		line := bytes.TrimSuffix(appendRecord(nil, rec), []byte("\n"))
+		got, legacy, problem := decodeLine(line)
+		if problem != ProblemNone || legacy {
+			t.Fatalf("%q: problem %v, legacy %v", line, problem, legacy)
+		}
+		if !reflect.DeepEqual(got, rec) {
+			t.Errorf("decodeLine: got %+v, want %+v", got, rec)
+		}
+		fast, ok := decodeEnvelope(line[:len(line)-crcSuffixSize], nil, true)
+		if !ok || !reflect.DeepEqual(fast, rec) {
+			t.Errorf("fast decoder: got %+v (ok %v), want %+v", fast, ok, rec)
+		}
+		viaJSON, _, problem := decodeEnvelopeJSON(line)
+		if problem != ProblemNone || !reflect.DeepEqual(viaJSON, rec) {
+			t.Errorf("encoding/json: got %+v (%v), want %+v", viaJSON, problem, rec)
+		}
+
+		rec.MessageID = `a "quoted" id`
+		got, _, problem = decodeLine(bytes.TrimSuffix(appendRecord(nil, rec), []byte("\n")))
+		if problem != ProblemNone || got.MessageID != "" || !bytes.Equal(got.Payload, payload) {
+			t.Errorf("a UUID outside the alphabet: got %+v (%v), want it left out", got, problem)
+		}
 	}
 }

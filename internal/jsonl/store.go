@@ -682,20 +682,27 @@ func (s *Store) Path() string { return s.path }
 // fsync that succeeds is never taken as proof for them (see syncTo).
 func (s *Store) Append(ctx context.Context, payload []byte) error {
 	var id [36]byte
-	return s.append(ctx, payload, &id)
+	return s.append(ctx, payload, &id, "")
 }
 
 // AppendID is Append that also returns the new record's ID.
 func (s *Store) AppendID(ctx context.Context, payload []byte) (string, error) {
+	return s.AppendMessage(ctx, payload, "")
+}
+
+// AppendMessage is AppendID for the payload of the message msgID, which
+// the record keeps (Record.MessageID) when it is in the ID alphabet.
+func (s *Store) AppendMessage(ctx context.Context, payload []byte, msgID string) (string, error) {
 	var id [36]byte
-	if err := s.append(ctx, payload, &id); err != nil {
+	if err := s.append(ctx, payload, &id, msgID); err != nil {
 		return "", err
 	}
 	return string(id[:]), nil
 }
 
-// append is Append, formatting the new record's ID into id.
-func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte) error {
+// append is Append, formatting the new record's ID into id; msgID, when
+// not empty, is kept with the record.
+func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte, msgID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -708,7 +715,7 @@ func (s *Store) append(ctx context.Context, payload []byte, id *[36]byte) error 
 	}
 	now := clampTime(s.cfg.now()) // never fails for the clock
 	bp := linePool.Get().(*[]byte)
-	line := appendLine((*bp)[:0], s.ids.appendNext(id[:0], now), payload, now, 0)
+	line := appendLineAs((*bp)[:0], s.ids.appendNext(id[:0], now), msgID, payload, now, 0, inlinable(payload))
 	defer func() {
 		if cap(line) <= 64<<10 {
 			*bp = line
