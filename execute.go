@@ -16,8 +16,10 @@ import (
 //   - Closed, or half-open and admitted as a probe: send is called with ctx
 //     and its outcome recorded. A nil error is a success. An error that
 //     counts as a failure (see Config.IsFailure) that leaves the circuit
-//     open spills the payload and returns nil; otherwise the error is
-//     returned as is.
+//     open spills the payload and returns nil, and so does one marked
+//     with RetryAfter, which opens the circuit at once for the server's
+//     delay; with Config.SpillFailures SpillAlways any server failure is
+//     spilled. Otherwise the error is returned as is.
 //   - Errors marked with Permanent, errors IsFailure rejects, and context
 //     errors while ctx has ended are returned as they are: they are neither a
 //     success nor a failure and the payload is not spilled. A probe that

@@ -20,9 +20,12 @@ var errProbeLimit = fmt.Errorf("%w: half-open probes all admitted", ErrOpen)
 // all admitted (see Config.HalfOpenMaxProbes), the handler is not called,
 // the payload is spilled and (nil, nil) is returned, so the message is
 // acked instead of being nacked into a redelivery loop. A handler failure
-// that leaves the circuit open is spilled the same way and its produced
-// messages are dropped. Any other handler error is returned, so the router
-// nacks the message and it stays the publisher's to redeliver. A half-open
+// that is a server failure (see Breaker.Settle; Config.SpillFailures) is
+// spilled the same way and its produced messages are dropped, and one
+// marked with RetryAfter opens the circuit first. Any other handler error
+// (Permanent, rejected by Config.IsFailure, the message context ending, a
+// failed spill) is returned, so the router nacks the message and it stays
+// the publisher's to redeliver. A half-open
 // probe whose handler returns no outcome (a Permanent error, an error
 // Config.IsFailure rejects, the message context ending) or panics gives
 // its admission back; the panic goes on.
