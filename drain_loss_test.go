@@ -27,7 +27,7 @@ import (
 	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
 
-// Drain-loss tests (issue 9, item 9). A store is seeded with numbered
+// Drain-loss tests. A store is seeded with numbered
 // payloads, then drained by a daemon wired as the first user wires it (a
 // default GoChannel shared with fresh traffic, one goroutine ranging over
 // the subscription and calling Settle) or through a watermill router with

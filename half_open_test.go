@@ -633,7 +633,7 @@ func TestHalfOpenReplayWaitsForAProbeInFlight(t *testing.T) {
 }
 
 // A handler that treats an answer as permanent and records no outcome (by
-// hand, as the 4xx) holds its admission: the round waits for it to
+// hand, as a handler does for a 4xx) holds its admission: the round waits for it to
 // expire instead of publishing a record that would meet the limit, then
 // goes on; the refused record is dead-lettered, the next one closes the
 // circuit.

@@ -509,8 +509,8 @@ func benchPeerAppend(b *testing.B, durable bool, writers []int) {
 	}
 }
 
-// drainSizes: the 100,000 records (about 110 MB of files), 10,000
-// in quick mode.
+// drainSizes: the drain target's 100,000 records (about 110 MB of files),
+// 10,000 in quick mode.
 func drainSizes() []int {
 	if testing.Short() {
 		return []int{10_000}

@@ -46,7 +46,8 @@ func newAppendLog(fsys fsx.FS, path string) *appendLog {
 // load reads the file, if any, to learn its size and where its last whole
 // line ends, and returns the length of an unfinished line after it (a write
 // a crash cut short), which the caller must repair before writing. It reads
-// the whole file: fsx.File cannot seek.
+// the whole file from its start: no ledger entry says where a side file's
+// last whole line ends.
 func (l *appendLog) load() (partial int64, err error) {
 	f, err := l.fsys.OpenFile(l.path, os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {

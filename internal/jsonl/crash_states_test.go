@@ -21,7 +21,7 @@ import (
 	"time"
 )
 
-// The crash-state explorer (issue 11, item 1).
+// The crash-state explorer.
 //
 // Each scripted workload (the fault sweep's, and a few more below) runs
 // once on a crashFS, a file system in memory behind the store's seam that

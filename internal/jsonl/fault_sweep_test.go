@@ -23,7 +23,7 @@ import (
 	"github.com/syncbreaker/syncbreaker/internal/fsx"
 )
 
-// The fault sweep (issue 10, item 3).
+// The fault sweep.
 //
 // Each scripted workload runs once without faults (a case of its own) to
 // count the operations that go through the fault seam, as faultFS names

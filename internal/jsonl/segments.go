@@ -662,9 +662,6 @@ func (d *drain) commit(drained []segment) error {
 	return nil
 }
 
-// publish counts the drain's outcome, on disk now: the drained segments'
-// records are replaced by the kept ones, except in the segments (indexes
-// into drained) that stayed.
 // written is what the ledger should know of the segment the commit wrote
 // at target.
 func (d *drain) written(target string) *sealedSegment {
@@ -712,6 +709,9 @@ func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 	}
 }
 
+// publish counts the drain's outcome, on disk now: the drained segments'
+// records are replaced by the kept ones, except in the segments (indexes
+// into drained) that stayed.
 func (d *drain) publish(drained []segment, stayed []int) {
 	s := d.s
 	var srcSize, outSize int64

@@ -207,9 +207,12 @@ type Store struct {
 // have left (see RepairReport): a torn last line is cut, unreadable lines
 // go to the quarantine file, a file written by the original implementation
 // (one bare JSON payload a line) is rewritten as records, and leftovers of
-// an interrupted replay are resolved. Damage is never fatal. Opening reads
-// every pending file once to count records. An invalid cfg fails with
-// ErrInvalidConfig.
+// an interrupted replay are resolved. Damage is never fatal. Opening does
+// not read what the store's ledger (PATH.ledger) already counts: sealed
+// segments, and the active file up to where Close left it; those are
+// checked line by line when they are replayed. A file the ledger does not
+// know, or no longer matches, is read whole. An invalid cfg, or an empty
+// path, fails with ErrInvalidConfig.
 func Open(path string, cfg Config) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: store path is empty", ErrInvalidConfig)
