@@ -132,12 +132,6 @@ func appendLegacyRecord(dst []byte, rec Record) []byte {
 	return appendLineAs(dst, rec.ID, rec.MessageID, rec.Payload, rec.EnqueuedAt, rec.Attempts, inlinableJSON(rec.Payload))
 }
 
-// appendLine is appendRecord with the ID as bytes or a string, so Append
-// can format a new ID straight into the line without allocating it.
-func appendLine[ID ~string | ~[]byte](dst []byte, id ID, payload []byte, at time.Time, attempts int) []byte {
-	return appendLineAs(dst, id, "", payload, at, attempts, inlinable(payload))
-}
-
 // messageField is the "m" member for a message UUID, or nothing when
 // there is none or the envelope cannot hold it as is.
 func messageField(msgID string) string {
@@ -147,8 +141,9 @@ func messageField(msgID string) string {
 	return `,"m":"` + msgID + `"`
 }
 
-// appendLineAs is appendLine with the choice between inline JSON and
-// base64 made by the caller.
+// appendLineAs is appendRecord with the ID as bytes or a string, so Append
+// can format a new ID straight into the line without allocating it, and
+// the choice between inline JSON and base64 made by the caller.
 func appendLineAs[ID ~string | ~[]byte](dst []byte, id ID, msgID string, payload []byte, at time.Time, attempts int, inline bool) []byte {
 	start := len(dst)
 	dst = append(dst, linePrefix...)
