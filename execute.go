@@ -97,8 +97,11 @@ func (b *Breaker) record(ctx context.Context, w uint64, err error) (spill bool) 
 	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
 		return b.trip(w, true, d)
 	}
+	if isOverload(err) {
+		return b.overload(w, true)
+	}
 	if b.countsAsFailure(ctx, err) {
-		return b.failure(w, true)
+		return b.serverFailure(w, true)
 	}
 	b.release(w)
 	return false
