@@ -1,6 +1,7 @@
 package syncbreaker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type simServer struct {
 
 	mu       sync.Mutex
 	accepted map[string]int
+	seeded   int // distinct seeded payloads accepted
 	requests int
 	refused  int // 503
 	failed   int // while down
@@ -69,11 +71,27 @@ func (s *simServer) post(payload []byte) error {
 		s.refused++
 		err = syncbreaker.Overloaded(errSim503)
 	default:
-		s.accepted[string(payload)]++
+		if s.accepted[string(payload)]++; s.accepted[string(payload)] == 1 && bytes.HasPrefix(payload, []byte(`{"seeded"`)) {
+			s.seeded++
+		}
 	}
 	s.mu.Unlock()
 	time.Sleep(s.latency)
 	return err
+}
+
+// peak returns the most requests the server got in one second, over the
+// seconds [from, to) since it started.
+func (s *simServer) peak(from, to int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := 0
+	for sec, n := range s.perSec {
+		if sec >= from && sec < to {
+			p = max(p, n)
+		}
+	}
+	return p
 }
 
 // simDaemon is the first user's wiring over a simServer: a default
@@ -110,7 +128,7 @@ func startSimDaemon(t *testing.T, cfg simConfig) *simDaemon {
 		d.seeded = append(d.seeded, p)
 		require.NoError(t, store.Append(t.Context(), []byte(p)))
 	}
-	bus := newChanBus()
+	bus := newChanBus(1 << 16)
 	rep, err := syncbreaker.NewRepublisher(bus, testTopic, cfg.rep)
 	require.NoError(t, err)
 	b, err := syncbreaker.New(cfg.breaker, store, rep)
@@ -164,7 +182,7 @@ type chanBus struct {
 	once sync.Once
 }
 
-func newChanBus() *chanBus { return &chanBus{ch: make(chan *message.Message, 1<<16)} }
+func newChanBus(size int) *chanBus { return &chanBus{ch: make(chan *message.Message, size)} }
 
 func (c *chanBus) Publish(_ string, msgs ...*message.Message) error {
 	for _, m := range msgs {
@@ -199,13 +217,7 @@ func (d *simDaemon) handle(msg *message.Message) error {
 func (d *simDaemon) delivered() int {
 	d.server.mu.Lock()
 	defer d.server.mu.Unlock()
-	n := 0
-	for _, p := range d.seeded {
-		if d.server.accepted[p] > 0 {
-			n++
-		}
-	}
-	return n
+	return d.server.seeded
 }
 
 // drain waits until the server took every seeded payload, or limit
