@@ -94,6 +94,14 @@ func (b *Breaker) record(ctx context.Context, w uint64, err error) (spill bool) 
 		b.success(w, true)
 		return false
 	}
+	return b.recordErr(ctx, w, err)
+}
+
+// recordErr is record for an error, out of line so that the success path
+// stays as small as it was.
+//
+//go:noinline
+func (b *Breaker) recordErr(ctx context.Context, w uint64, err error) (spill bool) {
 	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
 		return b.trip(w, true, d)
 	}
