@@ -29,10 +29,11 @@ import (
 // publisher took it, which is all there is). Until the first cut, each
 // success multiplies the pace by paceRampGrowth and adds 1 to the window
 // (slow start): from 10 records a second, a server that keeps up sees
-// the ceiling within about half a second of successes (the sum of
-// 1/pace over the ramp), whatever the ceiling. After a cut each success
-// adds paceAvoidStep records a second to the pace (about 10% a second at
-// the pace it runs) and 1/window to the window (one a window of
+// the ceiling within about a third of a second of successes (the sum of
+// 1/pace over the ramp, 0.1 s x 1/(1 - 1/1.5)), whatever the ceiling. After
+// a cut each success adds paceAvoidStep records a second to the pace
+// (about 20% a second at the pace it runs) and 1/window to the window (one
+// a window of
 // successes). Nothing waits for an outcome nobody records: growth comes
 // from Republish returning, so a handler that records nothing drains at
 // the ceiling.
@@ -107,13 +108,16 @@ const (
 
 // Overloaded marks err as the server's "too busy" without a delay: a 429,
 // or a 503 without Retry-After (a Retry-After is RetryAfter's). The
-// server is up and answers, so this is neither the record's failure nor,
-// while the adaptive pace can still slow down, the server's: Execute,
+// server is up and answers, so this is not the record's failure: Execute,
 // Middleware and Breaker.Settle recognise it through any wrapping, cut the
 // republish pace, spill a fresh payload (SpillOnSettle) and count no
-// attempt for a republished record, which is offered again. A handler
-// returns it instead of calling RecordFailure. Overloaded(nil) is nil.
-// Permanent and RetryAfter take precedence over it.
+// attempt for a republished record, which is offered again. Towards
+// FailureThreshold it counts as a failure, except for the refusals of the
+// records in flight when the pace was cut (see above). A handler returns
+// it instead of calling RecordFailure (Breaker.Settle or Middleware
+// record it; a handler that also called RecordFailure would count it
+// twice). Overloaded(nil) is nil. Permanent and RetryAfter take
+// precedence over it.
 func Overloaded(err error) error {
 	if err == nil {
 		return nil

@@ -78,8 +78,9 @@ type Features struct {
 	// Middleware settle republished messages.
 	Settle bool
 	// Window is how many records a replay keeps in flight while the
-	// circuit is closed: the republisher's MaxInFlight when it is an
-	// InFlightLimiter and the store a WindowReplayer, else 1.
+	// circuit is closed, at most (the adaptive window's ceiling): the
+	// republisher's MaxInFlight when it is an InFlightLimiter and the
+	// store a WindowReplayer, else 1.
 	Window int
 	// Respill: a handler that spills a republished message again with
 	// msg.Context() keeps the record's ID and place (the republisher
