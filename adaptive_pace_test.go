@@ -530,3 +530,29 @@ func TestAdaptivePaceBurstDoesNotOpen(t *testing.T) {
 		assert.Zero(t, st.Opens, "the circuit stayed closed")
 	})
 }
+
+// Middleware and Execute: a fresh message refused with Overloaded while
+// the circuit is closed is spilled and acked (the middleware), or
+// returned to its caller (Execute); it counts towards FailureThreshold as
+// a failure (no cut has happened, so it is no burst's), never as an
+// attempt.
+func TestAdaptivePaceOverloadedFreshTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memStore{}
+		rep := newTestRepublisher(t, newGoChannel(t, gochannel.Config{}), syncbreaker.RepublisherConfig{})
+		b := newBreaker(t, syncbreaker.Config{}, store, rep)
+		busy := syncbreaker.Overloaded(errors.New("429 Too Many Requests"))
+		h := b.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, busy })
+		_, err := h(message.NewMessage("m1", []byte(`"m1"`)))
+		require.NoError(t, err, "spilled and acked")
+		assert.Equal(t, []string{`"m1"`}, store.payloads())
+		err = b.Execute(t.Context(), []byte(`"m2"`), func(context.Context) error { return busy })
+		assert.ErrorIs(t, err, busy, "the caller keeps its payload")
+		st := b.Stats()
+		assert.EqualValues(t, 2, st.Overloads)
+		assert.Equal(t, 2, st.ConsecutiveFailures)
+		assert.True(t, syncbreaker.IsOverloaded(err))
+		assert.False(t, syncbreaker.IsOverloaded(syncbreaker.Permanent(errors.New("400"))))
+		assert.NoError(t, syncbreaker.Overloaded(nil))
+	})
+}
