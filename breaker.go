@@ -211,6 +211,19 @@ type Stats struct {
 	SettleTimeouts uint64
 	// Replays counts replays started by RetryPending or Run.
 	Replays uint64
+	// Overloads counts refusals marked Overloaded (fresh or republished;
+	// not attempts, see Overloaded).
+	Overloads uint64
+	// Pace is the republish pace in records a second: the adaptive pace
+	// when Features().AdaptivePace (reset to its start when the circuit
+	// opens), else the republisher's fixed Rate; math.Inf(1) when not
+	// paced, 0 when the republisher does not say (not a PaceController).
+	Pace float64
+	// Window is how many records a replay may keep in flight while the
+	// circuit is closed: the adaptive window, else Features().Window.
+	Window int
+	// PaceCuts counts the adaptive pace's cuts (see adaptive_pace.go).
+	PaceCuts uint64
 	// LastChange is when the state last changed (zero if it never did).
 	LastChange time.Time
 	// OpenInterval is the length of the current (or last) open interval.
@@ -286,6 +299,7 @@ type Breaker struct {
 	probesRejected           atomic.Uint64
 	probesExpired            atomic.Uint64
 	settleTimeoutsInRow      atomic.Uint64
+	overloads                atomic.Uint64
 
 	// Optional capabilities of the republisher and the store, found at
 	// New (see capabilities.go); nil when absent.
@@ -296,6 +310,9 @@ type Breaker struct {
 	idAppender  IDAppender
 	msgAppender MessageAppender
 	tombs       Tombstoner
+	// pace steers the republisher (a PaceController) and the window;
+	// nil when the pace is fixed (see adaptive_pace.go).
+	pace *adaptivePace
 	// inFlight counts Republish calls running; while it is 0 no spill can
 	// be a republished message's (see respill.go).
 	inFlight atomic.Int64
@@ -313,7 +330,10 @@ type Breaker struct {
 	// success arms a retry soon (see armRetrySoon).
 	retrySoonPending atomic.Bool
 	replaying        atomic.Bool
-	wake             chan struct{} // cap 1: tells Run to recompute its timer
+	// followUp: a record or a payload was refused with Overloaded, and a
+	// round follows followUpDelay after the current one (see armFollowUp).
+	followUp atomic.Bool
+	wake     chan struct{} // cap 1: tells Run to recompute its timer
 
 	notifier notifier
 
@@ -654,7 +674,16 @@ func (b *Breaker) RecordSuccess() {
 // RecordFailure reports that a call to the server failed. While closed it
 // counts towards FailureThreshold; while half-open it re-opens the circuit at
 // once; while open it is ignored.
-func (b *Breaker) RecordFailure() { b.failure(b.word.Load(), false) }
+func (b *Breaker) RecordFailure() { b.serverFailure(b.word.Load(), false) }
+
+// serverFailure is failure for a failure of the server (not an overload
+// counted at the pace's floor): the adaptive pace sees it too.
+func (b *Breaker) serverFailure(seen uint64, sameGen bool) (open bool) {
+	if b.pace != nil && stateOf(b.word.Load()) == StateClosed {
+		b.pace.signal(paceFailure)
+	}
+	return b.failure(seen, sameGen)
+}
 
 // success records a success. With sameGen it is ignored unless the
 // generation is still that of seen, the word read before the call started.
@@ -775,6 +804,9 @@ func (b *Breaker) transitionLocked(w uint64, to State, now time.Time, serverDela
 		}
 		b.openUntil = now.Add(b.openInterval)
 		change.OpenInterval = b.openInterval
+		if b.pace != nil {
+			b.pace.reset() // the next closed epoch starts low again
+		}
 		if b.cancelReplay != nil {
 			b.cancelReplay(ErrOpen) // republishing stops as soon as the circuit opens
 		}
@@ -832,6 +864,14 @@ func (b *Breaker) Stats() Stats {
 	s.RepublishErrors = b.republishEr.Load()
 	s.Replays = b.replays.Load()
 	s.SettleTimeouts = b.settleTimeouts.Load()
+	s.Overloads = b.overloads.Load()
+	s.Window = b.window
+	switch pc, _ := b.republisher.(PaceController); {
+	case b.pace != nil:
+		s.Pace, s.Window, s.PaceCuts = b.pace.pace(), b.pace.window(), b.pace.cuts.Load()
+	case pc != nil:
+		s.Pace, _, _ = pc.PaceCeiling()
+	}
 	return s
 }
 

@@ -28,6 +28,23 @@ type InFlightLimiter interface {
 	MaxInFlight() int
 }
 
+// PaceController is a Republisher whose pace a Breaker can steer
+// (TopicRepublisher unless RepublisherConfig.FixedPace is set). A Breaker
+// that finds one adapts the republish pace and its delivery window to the
+// server (see adaptive_pace.go), under the republisher's ceilings.
+type PaceController interface {
+	// PaceCeiling returns the ceilings of the pace: records a second
+	// (math.Inf(1): not paced) and records in flight; adaptive is false
+	// when the republisher's pace is fixed, and the Breaker leaves it so.
+	PaceCeiling() (rate float64, inFlight int, adaptive bool)
+	// SteerPace makes pace, which returns records a second, the
+	// republisher's pace: it is asked before each record is published and
+	// never raises the pace above the ceiling. It must be cheap and must
+	// not block (a Breaker's is one atomic load). nil goes back to the
+	// fixed pace.
+	SteerPace(pace func() float64)
+}
+
 // WindowReplayer is a PendingStore whose replay can keep several callbacks
 // running at once and still apply their outcomes in the records' order
 // (JSONLStore). window is read before each record; nil means 1.
@@ -81,8 +98,9 @@ type Features struct {
 	// Middleware settle republished messages.
 	Settle bool
 	// Window is how many records a replay keeps in flight while the
-	// circuit is closed: the republisher's MaxInFlight when it is an
-	// InFlightLimiter and the store a WindowReplayer, else 1.
+	// circuit is closed, at most (the adaptive window's ceiling): the
+	// republisher's MaxInFlight when it is an InFlightLimiter and the
+	// store a WindowReplayer, else 1.
 	Window int
 	// Respill: a handler that spills a republished message again with
 	// msg.Context() keeps the record's ID and place (the republisher
@@ -93,15 +111,20 @@ type Features struct {
 	// store is a Tombstoner). Without it such a message is still acked,
 	// and its record delivered again under its ID.
 	LateSettle bool
+	// AdaptivePace: the republisher is a PaceController whose pace is
+	// not fixed, so the Breaker steers the pace and the window (at most
+	// Window) to what the server takes (see Stats.Pace).
+	AdaptivePace bool
 }
 
 // Features returns the optional capabilities the Breaker found at New.
 func (b *Breaker) Features() Features {
 	return Features{
-		Settle:     b.settler != nil,
-		Window:     b.window,
-		Respill:    b.settler != nil && b.idAppender != nil && b.tombs != nil,
-		LateSettle: b.tombs != nil,
+		Settle:       b.settler != nil,
+		Window:       b.window,
+		Respill:      b.settler != nil && b.idAppender != nil && b.tombs != nil,
+		LateSettle:   b.tombs != nil,
+		AdaptivePace: b.pace != nil,
 	}
 }
 
@@ -120,6 +143,13 @@ func (b *Breaker) discoverCapabilities() {
 	b.idAppender, _ = b.store.(IDAppender)
 	b.msgAppender, _ = b.store.(MessageAppender)
 	b.tombs, _ = b.store.(Tombstoner)
+	pc, _ := b.republisher.(PaceController)
+	if pc != nil {
+		if rate, _, adaptive := pc.PaceCeiling(); adaptive {
+			b.pace = newAdaptivePace(rate, b.window, int(b.threshold))
+			pc.SteerPace(b.pace.pace)
+		}
+	}
 
 	f := b.Features()
 	var off []string
@@ -132,12 +162,16 @@ func (b *Breaker) discoverCapabilities() {
 	if f.Settle && !f.Respill {
 		off = append(off, fmt.Sprintf("re-spill in place (%T is not an IDAppender and a Tombstoner: a republished record spilled again comes back under a new ID)", b.store))
 	}
+	if pc == nil {
+		off = append(off, fmt.Sprintf("the adaptive pace (%T is not a PaceController: records go at its own pace)", b.republisher))
+	}
 	if !f.LateSettle {
 		off = append(off, fmt.Sprintf("late settles (%T is not a Tombstoner: a message handled after its republish gave up is delivered again)", b.store))
 	}
 	attrs := []slog.Attr{
 		slog.Bool("settle", f.Settle), slog.Int("window", f.Window),
 		slog.Bool("respill", f.Respill), slog.Bool("late_settle", f.LateSettle),
+		slog.Bool("adaptive_pace", f.AdaptivePace),
 	}
 	if len(off) > 0 {
 		b.log.LogAttrs(context.Background(), slog.LevelWarn,

@@ -110,11 +110,11 @@ func (r *capRig) loop(t *testing.T, b *syncbreaker.Breaker, n int, handle func(*
 // re-spill in place and late settles; every record goes through the
 // decorator's Republish.
 func TestEmbeddingDecoratorsKeepEveryFeature(t *testing.T) {
-	rig := newCapRig(t, syncbreaker.RepublisherConfig{MaxInFlight: 4})
+	rig := newCapRig(t, syncbreaker.RepublisherConfig{MaxInFlight: 4, FixedPace: true}) // 4 in flight from the first record
 	rep := &countingRepublisher{TopicRepublisher: rig.rep}
 	store := &countingStore{JSONLStore: rig.store}
 	b := newBreaker(t, syncbreaker.Config{}, store, rep)
-	assert.Equal(t, syncbreaker.Features{Settle: true, Window: 4, Respill: true, LateSettle: true}, b.Features())
+	assert.Equal(t, syncbreaker.Features{Settle: true, Window: 4, Respill: true, LateSettle: true}, b.Features(), "FixedPace: no adaptive pace")
 
 	recs := rig.seed(t, `"a"`, `"b"`, `"c"`, `"d"`, `"e"`, `"f"`, `"g"`, `"h"`)
 	var (
@@ -166,6 +166,7 @@ func TestHidingDecoratorIsNamedAtNew(t *testing.T) {
 	assert.Equal(t, syncbreaker.Features{Window: 1, LateSettle: true}, b.Features())
 	assert.Contains(t, logs.String(), "features off")
 	assert.Contains(t, logs.String(), "syncbreaker_test.hidingRepublisher is not a Settler")
+	assert.Contains(t, logs.String(), "syncbreaker_test.hidingRepublisher is not a PaceController")
 
 	logs.Reset()
 	newBreaker(t, syncbreaker.Config{Logger: log}, rig.store, rig.rep)

@@ -96,11 +96,22 @@ func (b *Breaker) record(ctx context.Context, w uint64, err error) (spill bool) 
 		b.success(w, true)
 		return false
 	}
+	return b.recordErr(ctx, w, err)
+}
+
+// recordErr is record for an error, out of line so that the success path
+// stays as small as it was.
+//
+//go:noinline
+func (b *Breaker) recordErr(ctx context.Context, w uint64, err error) (spill bool) {
 	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
 		return b.trip(w, true, d)
 	}
+	if isOverload(err) {
+		return b.overload(w, true)
+	}
 	if b.countsAsFailure(ctx, err) {
-		return b.failure(w, true)
+		return b.serverFailure(w, true)
 	}
 	b.release(w)
 	return false

@@ -30,7 +30,7 @@ func TestReplayKeepsMaxInFlightRecordsInFlight(t *testing.T) {
 				bus := newGoChannel(t, gochannel.Config{OutputChannelBuffer: 16})
 				msgs, err := bus.Subscribe(t.Context(), testTopic)
 				require.NoError(t, err)
-				rep := newTestRepublisher(t, bus, syncbreaker.RepublisherConfig{Rate: 1000, Burst: 16, MaxInFlight: 4, SettleTimeout: time.Hour})
+				rep := newTestRepublisher(t, bus, syncbreaker.RepublisherConfig{Rate: 1000, Burst: 16, MaxInFlight: 4, SettleTimeout: time.Hour, FixedPace: true})
 				var b *syncbreaker.Breaker
 				if state == syncbreaker.StateHalfOpen {
 					b = halfOpenBreaker(t, syncbreaker.Config{}, store, rep)

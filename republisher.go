@@ -63,13 +63,17 @@ const (
 // most DefaultRepublishRate records a second, one at a time.
 type RepublisherConfig struct {
 	// Rate is the steady pace in records per second. Zero means
-	// DefaultRepublishRate; math.Inf(1) turns pacing off; a negative or NaN
-	// rate is an error. Match it to what the consumer and the server it
-	// talks to can take: a server that has just come back should not get
-	// the whole backlog at once.
+	// DefaultRepublishRate; math.Inf(1) turns pacing off (then only the
+	// window adapts); a negative or NaN rate is an error. Under a Breaker
+	// it is the ceiling of the adaptive pace (see FixedPace): a server
+	// that has just come back, or is slower, gets what it takes. Alone,
+	// or with FixedPace, it is the pace: match it to what the consumer and
+	// the server it talks to can take.
 	Rate float64
 	// Burst is how many records may be published back to back before the
 	// pace applies. Zero means DefaultRepublishBurst; negative is an error.
+	// Under the adaptive pace the burst is a tenth of a second's worth of
+	// the current pace, at least 1 and at most Burst.
 	Burst int
 	// MaxInFlight bounds how many records are in flight at once when
 	// Republish is called from several goroutines: being published and,
@@ -81,8 +85,20 @@ type RepublisherConfig struct {
 	// store still applies their outcomes in order, and a crash or a stop
 	// repeats at most this many more. Above 1 the handler may see them out
 	// of order. With another PendingStore a replay goes one record at a
-	// time.
+	// time. Under the adaptive pace it is the ceiling of the window, which
+	// starts at 1.
 	MaxInFlight int
+	// FixedPace turns the adaptive pace off: a Breaker then republishes at
+	// Rate with MaxInFlight records in flight from the first record, and
+	// an Overloaded refusal counts as a failure. By default (false) the
+	// Breaker steers the pace and the window to what the server takes,
+	// with Rate and MaxInFlight as ceilings: a closed epoch starts at 10
+	// records a second (or Rate, when lower) and one record in flight,
+	// ramps up to the ceiling within about half a second while records
+	// are settled as handled, and is cut on overloads, settle timeouts
+	// and a failure ratio (see PaceController and Breaker.Stats). A
+	// TopicRepublisher without a Breaker always runs at Rate.
+	FixedPace bool
 	// Metadata is added to every message, after the syncbreaker keys (so it
 	// may override them, MetadataSettleToken excepted). Nil means none. It is copied by NewRepublisher.
 	Metadata map[string]string
@@ -132,10 +148,15 @@ type RepublisherConfig struct {
 type TopicRepublisher struct {
 	pub      message.Publisher
 	topic    string
-	limiter  *rate.Limiter // nil when pacing is off
-	slots    chan int      // free in-flight slots: indexes into waiters
+	limiter  atomic.Pointer[rate.Limiter] // nil when pacing is off
+	slots    chan int                     // free in-flight slots: indexes into waiters
 	metadata map[string]string
 	prepare  func(*message.Message, Record)
+
+	ceilRate  float64 // Rate: the pace, or its ceiling when steered; +Inf: not paced
+	ceilBurst int
+	fixed     bool                           // RepublisherConfig.FixedPace
+	steer     atomic.Pointer[func() float64] // the steered pace (see SteerPace)
 
 	settleTimeout time.Duration
 	token         string                         // MetadataSettleToken of this republisher's messages
@@ -152,6 +173,7 @@ var (
 	_ Republisher     = (*TopicRepublisher)(nil)
 	_ InFlightLimiter = (*TopicRepublisher)(nil)
 	_ Recognizer      = (*TopicRepublisher)(nil)
+	_ PaceController  = (*TopicRepublisher)(nil)
 )
 
 // NewRepublisher returns a republisher publishing to topic through pub. It
@@ -194,6 +216,9 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 		slots:         make(chan int, inFlight),
 		prepare:       cfg.Prepare,
 		settleTimeout: cfg.SettleTimeout,
+		ceilRate:      pace,
+		ceilBurst:     burst,
+		fixed:         cfg.FixedPace,
 	}
 	for i := range inFlight {
 		r.slots <- i
@@ -203,7 +228,7 @@ func NewRepublisher(pub message.Publisher, topic string, cfg RepublisherConfig) 
 		r.token = rand.Text()
 	}
 	if !math.IsInf(pace, 1) {
-		r.limiter = rate.NewLimiter(rate.Limit(pace), burst)
+		r.limiter.Store(rate.NewLimiter(rate.Limit(pace), burst))
 	}
 	if len(cfg.Metadata) > 0 {
 		r.metadata = maps.Clone(cfg.Metadata)
@@ -217,6 +242,40 @@ func (r *TopicRepublisher) Topic() string { return r.topic }
 // MaxInFlight returns how many records may be in flight at once (see
 // RepublisherConfig.MaxInFlight and InFlightLimiter).
 func (r *TopicRepublisher) MaxInFlight() int { return cap(r.slots) }
+
+// PaceCeiling returns Rate, MaxInFlight and whether the pace may be
+// steered (not FixedPace; see PaceController).
+func (r *TopicRepublisher) PaceCeiling() (rate float64, inFlight int, adaptive bool) {
+	return r.ceilRate, cap(r.slots), !r.fixed
+}
+
+// SteerPace makes pace the republisher's pace, capped at Rate, asked
+// before each record (see PaceController); nil goes back to Rate. It does
+// nothing when pacing is off (Rate math.Inf(1)) or FixedPace is set. The
+// steered limiter starts with one token, so the first records of a steered
+// republisher follow the steered pace, not a burst at Rate.
+func (r *TopicRepublisher) SteerPace(pace func() float64) {
+	if r.fixed || r.limiter.Load() == nil {
+		return
+	}
+	if pace == nil {
+		r.steer.Store(nil)
+		r.limiter.Store(rate.NewLimiter(rate.Limit(r.ceilRate), r.ceilBurst))
+		return
+	}
+	want := r.steeredRate(pace)
+	r.limiter.Store(rate.NewLimiter(rate.Limit(want), 1))
+	r.steer.Store(&pace)
+}
+
+// steeredRate returns what pace asks for, within (0, Rate].
+func (r *TopicRepublisher) steeredRate(pace func() float64) float64 {
+	want := pace()
+	if math.IsNaN(want) || want <= 0 {
+		return r.ceilRate
+	}
+	return min(want, r.ceilRate)
+}
 
 // Republish waits for an in-flight slot and a pacing slot, then publishes
 // rec as one message whose UUID is rec.ID. If ctx ends while it waits, it
@@ -283,13 +342,20 @@ func (r *TopicRepublisher) Republish(ctx context.Context, rec Record) error {
 // pace waits for the limiter's next slot, or until ctx ends, which
 // returns ctx.Err() as is and hands the slot back.
 func (r *TopicRepublisher) pace(ctx context.Context) error {
-	if r.limiter == nil {
+	limiter := r.limiter.Load()
+	if limiter == nil {
 		return nil
+	}
+	if s := r.steer.Load(); s != nil {
+		if want := rate.Limit(r.steeredRate(*s)); want != limiter.Limit() {
+			limiter.SetLimit(want)
+			limiter.SetBurst(max(1, min(r.ceilBurst, int(float64(want)/100))))
+		}
 	}
 	// Reserve, not Wait: Wait fails at once, with its own error, when
 	// ctx's deadline comes before the slot, where a caller expects
 	// ctx.Err() when ctx ends.
-	slot := r.limiter.Reserve()
+	slot := limiter.Reserve()
 	delay := slot.Delay()
 	if delay == 0 {
 		return nil

@@ -1,6 +1,7 @@
 package syncbreaker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -170,7 +171,12 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	if !b.replaying.CompareAndSwap(false, true) {
 		return ReplayResult{}, ErrReplayInProgress
 	}
-	defer b.replaying.Store(false)
+	defer func() {
+		b.replaying.Store(false)
+		if b.followUp.Load() {
+			b.armFollowUp() // records refused as overloaded go out soon
+		}
+	}()
 
 	// rctx ends the round: it is cancelled when the circuit opens, and by
 	// the round itself. It stops the store before the next record, and
@@ -227,11 +233,17 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 		if err := rctx.Err(); err != nil {
 			return markErr(ErrNotAttempted, context.Cause(rctx)) // the record stays as it is
 		}
-		b.inFlight.Add(1)
-		rerr := b.republisher.Republish(ctx, rec)
-		b.inFlight.Add(-1)
-		if rerr != nil && (errors.Is(rerr, ErrSettleTimeout) || ctx.Err() != nil) {
-			b.late.add(rec.ID) // its handler may still settle it
+		rerr := b.republishOnce(ctx, rec)
+		// Refused as overloaded: offered again at once, at the pace the
+		// refusal has cut (see adaptive_pace.go), with a payload of its
+		// own (the first message's handler is done with its copy).
+		for offers := 1; b.pace != nil && offers < paceOverloadOffers && isOverload(rerr) &&
+			b.State() == StateClosed && rctx.Err() == nil; offers++ {
+			if !errors.Is(rerr, ErrNotHandled) {
+				b.overload(b.word.Load(), false) // the Republisher's own refusal
+			}
+			rec.Payload = bytes.Clone(rec.Payload)
+			rerr = b.republishOnce(ctx, rec)
 		}
 		if rerr == nil {
 			b.settleTimeoutsInRow.Store(0)
@@ -249,10 +261,13 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	if b.windowed != nil {
 		// One at a time while not closed: the oldest record is the probe.
 		window := func() int {
-			if b.State() == StateClosed {
-				return b.window
+			switch {
+			case b.State() != StateClosed:
+				return 1
+			case b.pace != nil:
+				return b.pace.window()
 			}
-			return 1
+			return b.window
 		}
 		res, err = b.windowed.ReplayWindow(rctx, window, republish)
 	} else {
@@ -280,6 +295,21 @@ func (b *Breaker) RetryPending(ctx context.Context) (ReplayResult, error) {
 	return res, err
 }
 
+// republishOnce hands rec to the republisher once, and tells the adaptive
+// pace when it went through.
+func (b *Breaker) republishOnce(ctx context.Context, rec Record) error {
+	b.inFlight.Add(1)
+	err := b.republisher.Republish(ctx, rec)
+	b.inFlight.Add(-1)
+	if err != nil && (errors.Is(err, ErrSettleTimeout) || ctx.Err() != nil) {
+		b.late.add(rec.ID) // its handler may still settle it
+	}
+	if err == nil && b.pace != nil {
+		b.pace.success()
+	}
+	return err
+}
+
 // classifyRepublishError turns a failed Republish into what the store
 // should do with the record (see PendingStore.Replay) and says whether the
 // round stops. ctx is the caller's.
@@ -298,6 +328,9 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 	switch {
 	case errors.Is(err, ErrSettleTimeout):
 		b.settleTimeouts.Add(1)
+		if b.pace != nil && b.State() == StateClosed {
+			b.pace.signal(paceSettleTimeout)
+		}
 		if n := b.settleTimeoutsInRow.Add(1); n == settleTimeoutWarnAfter || n%100 == 0 {
 			b.log.LogAttrs(ctx, slog.LevelWarn, "syncbreaker: republished messages are not being settled; "+
 				"the handler is slow or the daemon does not call Settle (or Breaker.Middleware)",
@@ -313,6 +346,15 @@ func (b *Breaker) classifyRepublishError(ctx context.Context, rec Record, err er
 		// The failure opened the circuit (or it opened meanwhile): the
 		// server is down, which says nothing about this record.
 		return markErr(ErrNotAttempted, err), true
+	case isOverload(err):
+		// The server is up and too busy: not the record. A handler's
+		// refusal was recorded where it was settled; a Republisher's own
+		// is recorded here. It stays in its place for a follow-up round.
+		if !errors.Is(err, ErrNotHandled) {
+			b.overload(b.word.Load(), false)
+		}
+		b.armFollowUp()
+		return markErr(ErrNotAttempted, err), false
 	case errors.Is(err, ErrNotHandled):
 		if b.maxAttempts > 0 && rec.Attempts+1 >= b.maxAttempts {
 			// Config.MaxAttempts: dead-lettered, never deleted.

@@ -37,7 +37,8 @@ var _ Settler = (*TopicRepublisher)(nil)
 // ID, and it is sent after newer messages. A failed spill returns false
 // (the daemon nacks msg and keeps it) and counts in SpillErrors. An error
 // marked with RetryAfter opens the circuit at once, for the server's delay,
-// before anything else. Any other message returns false: ack or nack it
+// before anything else; one marked Overloaded is recorded as an overload
+// (see Overloaded: the handler records nothing for it). Any other message returns false: ack or nack it
 // as usual.
 //
 //	for msg := range messages {
@@ -57,6 +58,8 @@ func (b *Breaker) Settle(msg *message.Message, err error) bool {
 	}
 	if d, ok := RetryAfterDelay(err); ok && !IsPermanent(err) {
 		b.trip(b.word.Load(), false, d) // open before the record's Republish returns
+	} else if isOverload(err) {
+		b.overload(b.word.Load(), false) // the handler records nothing for it
 	}
 	if b.settleRepublished(msg, err) {
 		return true

@@ -32,6 +32,8 @@
 //	syncbreaker.republish.errors             Counter        {error}    Stats.RepublishErrors: Republish calls that failed
 //	syncbreaker.replays                      Counter        {replay}   Stats.Replays: replays started by RetryPending or Run
 //	syncbreaker.settle.timeouts              Counter        {timeout}  Stats.SettleTimeouts: republished messages not settled in time (they stay pending)
+//	syncbreaker.republish.pace               Gauge          {record}/s Stats.Pace: the adaptive republish pace, or the fixed Rate (not observed when unpaced)
+//	syncbreaker.republish.window             Gauge          {record}   Stats.Window: records a replay may keep in flight while closed
 //	syncbreaker.pending.count                UpDownCounter  {record}   StoreStats.PendingRecords: records pending in the store
 //	syncbreaker.pending.size                 UpDownCounter  By         StoreStats.PendingBytes: their bytes in the store's files
 //	syncbreaker.pending.oldest_age           Gauge          s          StoreStats.OldestAge: how long the oldest pending record has waited, 0 if none
@@ -40,7 +42,7 @@
 //	syncbreaker.rejected.appends             Counter        {append}   StoreStats.Rejected*: appends the store refused, by error.type
 //	syncbreaker.sync.errors                  Counter        {error}    StoreStats.SyncErrors: failed fsyncs of the active file
 //
-// The first nine observe the Breaker, the last seven the JSONLStore; a nil
+// The first eleven observe the Breaker, the last seven the JSONLStore; a nil
 // one is not observed. syncbreaker.republished.records grows when a replay
 // returns, by the records it republished, and the pending figures drop
 // when a replay has settled a whole segment of the store: neither moves

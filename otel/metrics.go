@@ -114,8 +114,12 @@ func Register(mp metric.MeterProvider, b *syncbreaker.Breaker, store *syncbreake
 			"Replays of the pending records started")
 		o.settleTimeouts = mk.counter("syncbreaker.settle.timeouts", "{timeout}",
 			"Republished messages not settled within SettleTimeout (they stay pending; a daemon that never calls Settle shows here)")
+		o.pace = mk.floatGauge("syncbreaker.republish.pace", "{record}/s",
+			"The republish pace: the adaptive pace, or the fixed Rate; not observed when unpaced or unknown")
+		o.window = mk.gauge("syncbreaker.republish.window", "{record}",
+			"Records a replay may keep in flight while the circuit is closed: the adaptive window, or MaxInFlight")
 		observed = append(observed, o.state, o.failures, o.opens, o.spilled, o.spillErrors,
-			o.republished, o.republishErrors, o.replays, o.settleTimeouts)
+			o.republished, o.republishErrors, o.replays, o.settleTimeouts, o.pace, o.window)
 	}
 	if store != nil {
 		for i, r := range rejectReasons {
@@ -175,7 +179,8 @@ type observer struct {
 	rejectAttrs [len(rejectReasons)]metric.MeasurementOption
 
 	state, pending, pendingSize              metric.Int64ObservableUpDownCounter
-	failures                                 metric.Int64ObservableGauge
+	failures, window                         metric.Int64ObservableGauge
+	pace                                     metric.Float64ObservableGauge
 	opens, spilled, spillErrors, republished metric.Int64ObservableCounter
 	republishErrors, replays, settleTimeouts metric.Int64ObservableCounter
 	quarantined, deadLettered, rejected      metric.Int64ObservableCounter
@@ -202,6 +207,10 @@ func (o *observer) observe(_ context.Context, obs metric.Observer) error {
 		obs.ObserveInt64(o.republishErrors, count(st.RepublishErrors), o.attrs)
 		obs.ObserveInt64(o.replays, count(st.Replays), o.attrs)
 		obs.ObserveInt64(o.settleTimeouts, count(st.SettleTimeouts), o.attrs)
+		if st.Pace > 0 && !math.IsInf(st.Pace, 1) {
+			obs.ObserveFloat64(o.pace, st.Pace, o.attrs)
+		}
+		obs.ObserveInt64(o.window, int64(st.Window), o.attrs)
 	}
 	if s := o.store; s != nil {
 		st := s.Stats()

@@ -1,6 +1,7 @@
 package syncbreakerotel_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,8 @@ type figures struct {
 	oldestAge                                       float64 // seconds
 	quarantined, deadLettered                       int64
 	rejectedFull, rejectedNoSpace, rejectedTooLarge int64
+	pace                                            float64 // records a second; 0: the start, 10
+	window                                          int64   // 0: 1
 }
 
 // readings is every instrument Register makes over a breaker and a store,
@@ -87,6 +90,8 @@ func (f figures) readings() map[string]reading {
 		"syncbreaker.republish.errors":             one("Counter", "{error}", float64(f.republishErrors)),
 		"syncbreaker.replays":                      one("Counter", "{replay}", float64(f.replays)),
 		"syncbreaker.settle.timeouts":              one("Counter", "{timeout}", float64(f.settleTimeouts)),
+		"syncbreaker.republish.pace":               one("Gauge", "{record}/s", cmp.Or(f.pace, 10)),
+		"syncbreaker.republish.window":             one("Gauge", "{record}", float64(cmp.Or(f.window, 1))),
 		"syncbreaker.sync.errors":                  one("Counter", "{error}", float64(f.syncErrors)),
 		"syncbreaker.pending.count":                one("UpDownCounter", "{record}", float64(f.pending)),
 		"syncbreaker.pending.size":                 one("UpDownCounter", "By", float64(f.pendingSize)),
@@ -321,6 +326,7 @@ func TestScriptedOutage(t *testing.T) {
 			state: "closed", opens: 1, spilled: 3, spillErrors: 2,
 			republished: 2, republishErrors: 1, replays: 1,
 			quarantined: 1, deadLettered: 1, rejectedFull: 1, rejectedTooLarge: 1,
+			pace: 22.5, // two records settled as handled: 10 x 1.5 x 1.5, the ramp
 		}.readings(), collect(t, reader, labels))
 	})
 }
@@ -368,7 +374,7 @@ func TestUnregisterStopsObserving(t *testing.T) {
 	reg, err := syncbreakerotel.Register(provider, b, store, syncbreakerotel.Config{})
 	require.NoError(t, err)
 	labels := map[string]string{"syncbreaker.store.name": storeName}
-	require.Len(t, collect(t, reader, labels), 16)
+	require.Len(t, collect(t, reader, labels), 18)
 
 	require.NoError(t, reg.Unregister())
 	b.RecordFailure() // a change nobody observes any more
@@ -382,7 +388,7 @@ func TestUnregisterStopsObserving(t *testing.T) {
 func TestRegisterObservesWhatIsGiven(t *testing.T) {
 	breakerOnly := []string{
 		"syncbreaker.circuit.consecutive_failures", "syncbreaker.circuit.opens", "syncbreaker.circuit.state",
-		"syncbreaker.replays", "syncbreaker.republish.errors", "syncbreaker.republished.records",
+		"syncbreaker.replays", "syncbreaker.republish.errors", "syncbreaker.republish.pace", "syncbreaker.republish.window", "syncbreaker.republished.records",
 		"syncbreaker.settle.timeouts", "syncbreaker.spill.errors", "syncbreaker.spilled.records",
 	}
 	storeOnly := []string{

@@ -128,7 +128,7 @@ func TestRunPrintsMetrics(t *testing.T) {
 			values[key] = p.Value
 		}
 	}
-	assert.Len(t, values, 20, "16 instruments, 3 series for the state and 3 for the rejections")
+	assert.Len(t, values, 22, "18 instruments, 3 series for the state and 3 for the rejections")
 	assert.Equal(t, 1.0, values["syncbreaker.circuit.state closed"])
 	assert.Equal(t, 0.0, values["syncbreaker.pending.count"])
 	assert.Equal(t, 0.0, values["syncbreaker.pending.size"])
