@@ -87,6 +87,11 @@ func (s *Store) sealLocked() error {
 	case restored || s.activeOff == 0:
 		return nil
 	}
+	// Its number first: a counter at its end leaves the file as it was.
+	n, err := s.takeSeq() // never given out again, even if the rename fails
+	if err != nil {
+		return fmt.Errorf("syncbreaker: seal: %w", err)
+	}
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
@@ -95,7 +100,6 @@ func (s *Store) sealLocked() error {
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	n := s.nextSeq.Add(1) - 1 // never given out again, even if the rename fails
 	seg := segmentPath(s.path, n, n)
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
@@ -617,7 +621,11 @@ func (d *drain) commit(drained []segment) error {
 			return fail(err)
 		}
 	}
-	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, s.nextSeq.Add(1)-1)
+	rev, err := s.takeSeq()
+	if err != nil {
+		return fail(err)
+	}
+	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, rev)
 	renamed := false
 	if d.out != nil {
 		var err error

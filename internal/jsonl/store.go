@@ -283,9 +283,14 @@ func Open(path string, cfg Config) (*Store, error) {
 
 // recover resolves what a crash may have left and counts what is pending.
 func (s *Store) recover() error {
-	segs, superseded, temps, err := listStore(s.fs, s.path)
+	ls, err := listStoreAll(s.fs, s.path)
 	if err != nil {
 		return err
+	}
+	segs, superseded, temps := ls.live, ls.superseded, ls.temps
+	for _, p := range ls.unrecognized {
+		// Never read, never counted: whatever it holds is not replayed.
+		s.log.Warn("syncbreaker: file named like a store segment is not one (its name does not parse, or it is not a regular file); it is not read", "file", filepath.Base(p))
 	}
 	s.takeOver(segs)
 	// A temp file is a rewrite that never got renamed into place: its
@@ -355,13 +360,7 @@ func (s *Store) recover() error {
 	s.tomb.dirty = false
 	s.tombCount.Store(int64(len(s.tomb.order)))
 	s.copyCount.Store(int64(len(s.tomb.copies)))
-	// A sequence number is never given out twice (see store_layout.go):
-	// not one the ledger's names may use, not one a segment's name uses.
-	next := max(l.Next, 1)
-	for _, seg := range segs {
-		next = max(next, seg.seq()+1)
-	}
-	s.nextSeq.Store(next)
+	s.nextSeq.Store(s.startSeq(l, segs))
 	s.marks = map[string]mark{}
 	// tally counts a file's pending records. The queue's head is the
 	// first record of the first file that has one: first reads its time,
@@ -400,7 +399,10 @@ func (s *Store) recover() error {
 			s.marks[name] = m
 			continue
 		}
-		rewriteTo := func() string { return rewritePath(s.path, seg.lo, seg.hi, s.nextSeq.Add(1)-1) }
+		rewriteTo := func() (string, error) {
+			rev, err := s.takeSeq()
+			return rewritePath(s.path, seg.lo, seg.hi, rev), err
+		}
 		rep, sum, err := repairFile(s.fs, s.path, seg.path, rewriteTo, quarantine, maxLine, m.Off)
 		if err != nil {
 			return err
