@@ -104,12 +104,19 @@ func (s *Store) sealLocked() error {
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
-	// Its count goes to the ledger only if its content is durable: under
+	// Its count goes to the ledger only once its content is durable: under
 	// SyncNever the seal does not fsync it, and a power loss could leave a
-	// file of the same size with holes, which open would trust.
-	if s.activeFirstID != "" && s.cfg.Sync != SyncNever {
-		s.sealed = append(s.sealed, sealedSegment{name: filepath.Base(seg),
-			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}})
+	// file of the same size with holes, which open would trust. Close
+	// fsyncs such segments and records their counts then (see
+	// recordUnsynced), so opening after a clean close reads none of them.
+	if s.activeFirstID != "" {
+		m := sealedSegment{name: filepath.Base(seg),
+			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}}
+		if s.cfg.Sync != SyncNever {
+			s.sealed = append(s.sealed, m)
+		} else {
+			s.unsynced = append(s.unsynced, m)
+		}
 	}
 	s.activeOff, s.syncedOff, s.activeFirst, s.activeRecords = 0, 0, time.Time{}, 0
 	s.syncedRecords, s.entryOff = 0, 0
@@ -131,6 +138,41 @@ func (s *Store) sealLocked() error {
 type sealedSegment struct {
 	name string
 	m    mark
+}
+
+// syncUnsynced fsyncs the segments sealed without an fsync (SyncNever)
+// that are still there as they were sealed, and returns them with their
+// counts, now durable. A segment a replay has drained since is gone (names
+// are never used twice); one that cannot be fsynced is left out, and the
+// next open scans it. Called by Close, with no replay running.
+func (s *Store) syncUnsynced() []sealedSegment {
+	s.mu.Lock()
+	list := s.unsynced
+	s.unsynced = nil
+	s.mu.Unlock()
+	var done []sealedSegment
+	for _, seg := range list {
+		// Read-write: Windows flushes only a file opened for writing.
+		f, err := s.fs.OpenFile(filepath.Join(s.dir, seg.name), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && fi.Size() == seg.m.Size {
+				err = f.Sync()
+			} else if err == nil {
+				err = fmt.Errorf("size %d, sealed with %d", fi.Size(), seg.m.Size)
+			}
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			s.log.Warn("syncbreaker: close: sealed segment not fsynced; the next open counts it", "file", seg.name, "err", err)
+			continue
+		}
+		done = append(done, seg)
+	}
+	return done
 }
 
 // recordSealed writes the counts of the segments sealed since the last
@@ -746,6 +788,9 @@ func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 		}
 		gone = append(gone, name)
 	}
+	s.mu.Lock()
+	s.unsynced = slices.DeleteFunc(s.unsynced, func(u sealedSegment) bool { return slices.Contains(gone, u.name) })
+	s.mu.Unlock()
 	// Stale entries cannot match a rewritten file (see matchMark):
 	// dropping them keeps the ledger small, and the new segment's count
 	// spares the next open a scan of it.

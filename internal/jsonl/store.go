@@ -176,6 +176,7 @@ type Store struct {
 	activeFirst    time.Time
 	activeFirstID  string          // ID of the active file's first record
 	sealed         []sealedSegment // sealed since the ledger last heard of it
+	unsynced       []sealedSegment // sealed under SyncNever, not fsynced: counted at Close
 	needTruncate   bool            // a failed write left bytes past activeOff
 	ownerLost      bool            // another owner holds the active file: no more writes
 	fd             uintptr         // active's descriptor (see setActive)
@@ -590,14 +591,18 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 }
 
 // recordActive writes the active file's entry to the ledger, so the next
-// open reads only what is appended after it (see recoverActive). Called by
+// open reads only what is appended after it (see recoverActive), with the
+// counts of the segments sealed, now fsynced (see syncUnsynced). Called by
 // Close once the file is fsynced; a failure costs the next open a scan.
-func (s *Store) recordActive() {
+func (s *Store) recordActive(sealed []sealedSegment) {
 	s.mu.Lock()
 	m := mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords, FirstAt: s.activeFirst}
 	s.mu.Unlock()
 	name := filepath.Base(s.path)
 	err := s.updateLedger(true, func(marks map[string]mark) {
+		for _, seg := range sealed {
+			marks[seg.name] = seg.m
+		}
 		if m.Records > 0 && m.First != "" {
 			marks[name] = m
 		} else {
@@ -976,7 +981,7 @@ func (s *Store) Close() error {
 			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
 		}
 		if synced {
-			s.recordActive()
+			s.recordActive(s.syncUnsynced())
 		}
 	}
 	if err := s.lock.Close(); err != nil {
