@@ -26,7 +26,12 @@ type Record struct {
 	MessageID string
 }
 
-// ReplayResult says what one Replay did.
+// ReplayResult says what one Replay did. A record is removed once a
+// durable checkpoint or commit says so, and only then counted: a Replay
+// that fails (an I/O error) reports in Republished, DeadLettered,
+// Quarantined and Discarded only what its checkpoints removed, however
+// many records fn accepted, with every other record left as it was
+// (Skipped, Failed 0) and Remaining what is really pending.
 type ReplayResult struct {
 	Republished int // records for which fn returned nil, or handled late (see TopicRepublisher.Settle), now removed
 	Remaining   int // records still pending afterwards

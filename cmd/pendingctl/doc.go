@@ -16,6 +16,8 @@
 //	                                       the payloads as JSON lines, for jq
 //	pendingctl repair FILE                 open the store so it repairs itself; say what it did
 //	pendingctl requeue-dead FILE           move dead-lettered records back to pending
+//	pendingctl export-legacy FILE          write what is pending back into FILE, one payload
+//	                                       a line, before a downgrade
 //	pendingctl help [COMMAND]              usage; also "pendingctl COMMAND --help"
 //
 // Every command takes --max-payload-bytes, to pass the daemon's
@@ -25,7 +27,8 @@
 //
 // stat, verify and cat only read: they open files read-only, take no lock
 // and are safe while the daemon runs (a record being appended at that
-// moment may show up as a torn tail). repair and requeue-dead open the
+// moment may show up as a torn tail). repair, requeue-dead, purge and
+// export-legacy open the
 // store as the daemon does, so they refuse while the daemon holds it; stop
 // the daemon first. Every command refuses a path where there is no store,
 // a store file that is not a regular file (a directory, FIFO, socket or

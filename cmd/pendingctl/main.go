@@ -34,7 +34,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{statCommand(), verifyCommand(), catCommand(), repairCommand(), requeueCommand(), purgeCommand()}
+	return []command{statCommand(), verifyCommand(), catCommand(), repairCommand(), requeueCommand(), purgeCommand(), exportLegacyCommand()}
 }
 
 const exitCodesHelp = `Exit codes:
@@ -61,7 +61,7 @@ Commands:
 	fmt.Fprint(w, `  help          show this help, or "pendingctl help COMMAND" for one command
 
 stat, verify and cat only read, take no lock and are safe while the daemon
-runs. repair, requeue-dead and purge open the store and refuse while the
+runs. repair, requeue-dead, purge and export-legacy open the store and refuse while the
 daemon holds it. Run "pendingctl COMMAND --help" for a command's flags.
 
 `+exitCodesHelp)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/syncbreaker/syncbreaker/internal/jsonl"
 )
@@ -22,7 +23,15 @@ and of the dead-letter file, and prints each damaged line as
 set aside, so its lines are counted, not reported. Exits 1 when any line is
 damaged; "pendingctl repair", with the daemon stopped, moves them to the
 quarantine file. Read-only and lock-free: safe while the daemon runs, though
-a record being appended at that very moment shows up as a torn tail.`,
+a record being appended at that very moment shows up as a torn tail.
+
+A file beside the store named like one of its segments (FILE.seg.*) that is
+not one (its name does not parse, or it is not a regular file) is reported as
+
+  FILE: not read by the store: REASON
+
+and counts as a problem: the store never reads it, so records in it are not
+delivered. Move it aside, or rename it if you know where it came from.`,
 		setup: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) int {
 			maxPayload := maxPayloadFlag(fs)
 			return func(path string, stdout, stderr io.Writer) int {
@@ -63,6 +72,16 @@ func verifyStore(path string, cfg jsonl.ScanConfig, stdout, stderr io.Writer) in
 			return fail(stderr, "verify", err)
 		}
 	}
+	for _, p := range l.Unrecognized {
+		problems++
+		reason := "named like a segment, but the name does not parse as one"
+		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
+			reason = "named like a segment, but not a regular file"
+		}
+		if _, err := fmt.Fprintf(stdout, "%s: not read by the store: %s\n", p, reason); err != nil {
+			return fail(stderr, "verify", err)
+		}
+	}
 	if l.Quarantine != "" {
 		files = append(files, l.Quarantine)
 		err := scanFile(l.Quarantine, cfg, func(jsonl.ScanEntry) error {
@@ -74,15 +93,20 @@ func verifyStore(path string, cfg jsonl.ScanConfig, stdout, stderr io.Writer) in
 		}
 	}
 	fmt.Fprintf(stdout, "checked %s: %s (%d legacy), %s\n",
-		plural(int64(len(files)), "file"), plural(records, "record"), legacy, plural(problems, "damaged line"))
+		plural(int64(len(files)), "file"), plural(records, "record"), legacy, plural(problems-int64(len(l.Unrecognized)), "damaged line"))
+	if n := len(l.Unrecognized); n > 0 {
+		fmt.Fprintf(stdout, "%s named like segments not read by the store\n", plural(int64(n), "file"))
+	}
 	if quarantined > 0 {
 		fmt.Fprintf(stdout, "note: %s already set aside in %s\n", plural(quarantined, "line"), l.Quarantine)
 	}
 	if n := len(l.Superseded) + len(l.Temp); n > 0 {
 		fmt.Fprintf(stdout, "note: %s of a running or interrupted replay; the next open removes them\n", plural(int64(n), "leftover file"))
 	}
-	if problems > 0 {
+	if problems > int64(len(l.Unrecognized)) {
 		fmt.Fprintln(stdout, "stop the daemon and run pendingctl repair to move the damaged lines to the quarantine file")
+	}
+	if problems > 0 {
 		return exitProblems
 	}
 	return exitOK

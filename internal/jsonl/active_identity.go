@@ -100,7 +100,10 @@ func (s *Store) restoreLocked() error {
 	records, size := s.activeRecords, s.activeOff
 	var name string
 	if size > 0 {
-		n := s.nextSeq.Add(1) - 1 // never given out again
+		n, err := s.takeSeq() // never given out again
+		if err != nil {
+			return wrapErr(err, "restore active file")
+		}
 		seg := segmentPath(s.path, n, n)
 		if err := s.copyActiveLocked(seg, size); err != nil {
 			return wrapErr(err, "restore active file")
@@ -199,7 +202,10 @@ func (s *Store) takeInLocked() error {
 	if err != nil {
 		return s.createFailedLocked(err, "take in a file at the store path")
 	}
-	n := s.nextSeq.Add(1) - 1
+	n, err := s.takeSeq()
+	if err != nil {
+		return wrapErr(err, "take in a file at the store path")
+	}
 	seg := segmentPath(s.path, n, n)
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return wrapErr(err, "take in a file at the store path")

@@ -568,6 +568,10 @@ func recordCrashTrace(t *testing.T, w *sweepWorkload) *crashTrace {
 	}
 	r.s = s
 	w.steps(r)
+	// Each round's result agrees with the store (see checkCounts).
+	for _, e := range r.countErrs {
+		t.Errorf("workload %s: counts: %s", w.name, e)
+	}
 	script.setStep("close")
 	if err := s.Close(); err != nil {
 		t.Fatalf("workload %s: close: %v", w.name, err)

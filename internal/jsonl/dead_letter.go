@@ -103,8 +103,10 @@ func (s *Store) RequeueDead(ctx context.Context) (int, error) {
 	// whatever follows.
 	renamed := false
 	if err == nil && q.n > 0 {
-		seq := s.nextSeq.Add(1) - 1
-		renamed, err = q.moved.Commit(segmentPath(s.path, seq, seq))
+		var seq uint64
+		if seq, err = s.takeSeq(); err == nil {
+			renamed, err = q.moved.Commit(segmentPath(s.path, seq, seq))
+		}
 		if renamed {
 			s.mu.Lock()
 			s.count(fileSummary{records: q.n, size: q.moved.Size(), first: q.first})

@@ -44,7 +44,12 @@ import (
 //     dead-letter, quarantine and leftover files are measured too, and held
 //     to it with sweepBoundCoversSideFiles;
 //   - power loss (SyncAlways workloads, sweepPowerLoss): the same records,
-//     and Stats, in the image a power cut right after Close would leave.
+//     and Stats, in the image a power cut right after Close would leave;
+//   - counts: every Replay's result, failed ones included, agrees with the
+//     store: what it reports removed (republished, dead-lettered,
+//     quarantined, discarded) is what left PendingRecords, Remaining is what
+//     is pending afterwards, and Stats().Republished moved by Republished
+//     (issue 19, item 3: a failed round used to report what fn accepted).
 //
 // The file system is a model, not the disk: sweepFS drops a file's unsynced
 // writes when its fsync fails (the file is cut back to its size at its last
@@ -423,6 +428,51 @@ type sweepRun struct {
 	// obs, when set, is told of every append, delivery and requeue (the
 	// crash-state explorer's bookkeeping); the fault sweep leaves it nil.
 	obs sweepObserver
+	// countErrs lists the rounds whose result disagreed with the store
+	// (see checkCounts).
+	countErrs []string
+}
+
+// replayCounts is what checkCounts compares across a round.
+type replayCounts struct {
+	pending                       int64 // raw, copies included, as ReplayResult.Remaining counts
+	appended, republished, lost   int64
+	deadLettered, quarantinedSeen int64
+}
+
+func (r *sweepRun) counts() replayCounts {
+	r.s.mu.Lock()
+	pending := r.s.pendingRecords
+	r.s.mu.Unlock()
+	st := r.s.Stats()
+	return replayCounts{pending: pending, appended: st.Appended, republished: st.Republished, lost: st.LostRecords,
+		deadLettered: st.DeadLettered, quarantinedSeen: st.Quarantined}
+}
+
+// checkCounts checks a round's result against the store's counts before
+// and after it.
+func (r *sweepRun) checkCounts(round string, res ReplayResult, err error, before, after replayCounts) {
+	removed := int64(res.Republished + res.DeadLettered + res.Quarantined + res.Discarded)
+	left := before.pending + (after.appended - before.appended) - (after.lost - before.lost) - after.pending
+	var bad []string
+	if removed != left {
+		bad = append(bad, fmt.Sprintf("result removed %d, pending went down by %d", removed, left))
+	}
+	if int64(res.Remaining) != after.pending {
+		bad = append(bad, fmt.Sprintf("Remaining %d, pending %d", res.Remaining, after.pending))
+	}
+	if d := after.republished - before.republished; d != int64(res.Republished) {
+		bad = append(bad, fmt.Sprintf("Republished %d, Stats().Republished moved by %d", res.Republished, d))
+	}
+	if d := after.deadLettered - before.deadLettered; d != int64(res.DeadLettered) {
+		bad = append(bad, fmt.Sprintf("DeadLettered %d, Stats().DeadLettered moved by %d", res.DeadLettered, d))
+	}
+	if d := after.quarantinedSeen - before.quarantinedSeen; d != int64(res.Quarantined) {
+		bad = append(bad, fmt.Sprintf("Quarantined %d, Stats().Quarantined moved by %d", res.Quarantined, d))
+	}
+	if len(bad) > 0 {
+		r.countErrs = append(r.countErrs, fmt.Sprintf("%s (err %v): %s", round, err, strings.Join(bad, "; ")))
+	}
 }
 
 // sweepObserver follows a workload's calls into the store, in order.
@@ -468,7 +518,8 @@ func (r *sweepRun) replay(round string, fn func(i int, rec Record) error) {
 	r.step("%s", round)
 	var accepted []string
 	i := 0
-	_, err := r.s.Replay(r.ctx, func(_ context.Context, rec Record) error {
+	before := r.counts()
+	res, err := r.s.Replay(r.ctx, func(_ context.Context, rec Record) error {
 		defer func() { i++ }()
 		if r.obs != nil {
 			r.obs.delivered(rec)
@@ -486,6 +537,7 @@ func (r *sweepRun) replay(round string, fn func(i int, rec Record) error) {
 	if r.obs != nil {
 		r.obs.roundDone(err)
 	}
+	r.checkCounts(round, res, err, before, r.counts())
 	// A record fn accepted may go, whatever the round returns: a
 	// checkpoint may have settled it before a later failure (see
 	// ledger.go). Every record fn never accepted must stay.
@@ -833,6 +885,9 @@ func runSweepCase(t *testing.T, base string, w *sweepWorkload, k int, fault swee
 	if err == nil {
 		r.s = s
 		w.steps(r)
+		for _, e := range r.countErrs {
+			find("counts", "%s", e)
+		}
 		script.setStep("check")
 		d, err := scanSweepStore(path)
 		if err != nil {

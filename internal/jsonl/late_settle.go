@@ -83,8 +83,8 @@ func (t *tombstones) drop(ids []string) {
 // replay that delivered it gave up on it: the next drain removes it
 // without delivering it again (see above). It never blocks on I/O.
 func (s *Store) SettleLate(id string) {
-	if id == "" {
-		return
+	if !validID(id) {
+		return // no record has it: nothing to remove (and the ledger stays bounded)
 	}
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()
@@ -100,8 +100,8 @@ func (s *Store) SettleLate(id string) {
 // republished. Like SettleLate it never blocks on I/O, and a crash before
 // the next ledger write costs one repeat of the copy, never a record.
 func (s *Store) Discard(id string) {
-	if id == "" {
-		return
+	if !validID(id) {
+		return // as for SettleLate
 	}
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()

@@ -29,6 +29,21 @@ import (
 // to its segment's name, size and first record ID: an entry that does not
 // match the file found at open is dropped, which means re-delivery, never
 // a skip. The file is replaced whole through an atomicFile.
+//
+// Its size. It is the store's own file (0600, written only through
+// saveLedger), so it is read whole, with no limit it could outgrow: a
+// ledger that outgrew a limit would read as unreadable and its
+// tombstones would be lost. What it holds is bounded by its entry types
+// (see ledgerSizeBound): a fixed head (version, next, max_line), at most
+// maxTombstones tombstones (each a valid record ID, at most maxIDLen
+// bytes, in settled and again in copies), and one mark per live segment
+// plus one for the active file, each of bounded size (its name and its
+// fields). So it grows with the number of segments only, by at most 349
+// bytes a segment for the name sync-pending.jsonl (TestLedgerSizeBound):
+// with the default 1 GiB MaxBytes, 64 MiB segments make at most 17 marks,
+// 64 KiB ones at most 16,385, 5.7 MB, plus at most 549 KB of tombstones.
+// A seal rewrites it whole, so SegmentBytes far below the default costs
+// ledger writes as well as files.
 
 const ledgerSuffix = ".ledger"
 
@@ -86,7 +101,7 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 		return empty, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	data, err := io.ReadAll(f) // whole: see above
 	if err != nil {
 		return empty, err
 	}
@@ -95,6 +110,33 @@ func loadLedger(fsys fsx.FS, path string) (ledgerFile, error) {
 		return empty, fmt.Errorf("syncbreaker: %s is not a ledger this version reads", filepath.Base(path))
 	}
 	return l, nil
+}
+
+// Bounds of the ledger's parts, as json.Marshal writes them (see
+// ledgerSizeBound).
+const (
+	// ledgerHeadBound covers {"v":1,"next":N,"segments":{},"settled":[],
+	// "copies":[],"max_line":M} with both numbers at 20 digits.
+	ledgerHeadBound = 128
+	// tombstoneBound is one tombstone: a valid ID (never escaped) in
+	// quotes, and a comma.
+	tombstoneBound = maxIDLen + 3
+	// markFieldsBound is a mark without its name: five int64 fields of up
+	// to 20 characters with their keys, first (a valid ID) and first_at
+	// (RFC 3339 with nanoseconds and an offset, 35 bytes).
+	markFieldsBound = len(`{"size":,"first":"","off":,"lines":,"records":,"first_at":""},`) + 4*20 + 20 + maxIDLen + 35
+	// segNameBound is what a segment's name adds to the store's base
+	// name: .seg., three 20-digit numbers and their separators.
+	segNameBound = len(segInfix) + 3*20 + 2
+)
+
+// ledgerSizeBound is the largest ledger of a store whose active file's
+// base name takes base bytes in JSON (its length, for a name of letters,
+// digits and punctuation json.Marshal leaves alone; at most six times
+// that, for \u00XX), with marks entries (segments and the active file).
+func ledgerSizeBound(base, marks int) int64 {
+	name := base + segNameBound + len(`"":`)
+	return ledgerHeadBound + 2*maxTombstones*tombstoneBound + int64(marks)*int64(name+markFieldsBound)
 }
 
 // saveLedger replaces the ledger at path with marks, next (the store's

@@ -24,13 +24,13 @@ type replayWindow struct {
 // windowEntry is one line of the segment, waiting for its verdict or for
 // its turn to apply it.
 type windowEntry struct {
-	p       *progress // the watermark of the line's segment
-	e       ScanEntry // the line's position and ID; no payload
-	decided bool      // settled without fn (a bad line, a late settle)
-	settled bool      // when decided
-	stored  Record    // the record as read, its payload a copy
-	raw     []byte    // the line as read, for a record kept as it was
-	called  bool      // fn was called (ctx had not ended)
+	p       *progress   // the watermark of the line's segment
+	e       ScanEntry   // the line's position and ID; no payload
+	decided bool        // settled without fn (a bad line, a late settle)
+	kind    settledKind // when decided
+	stored  Record      // the record as read, its payload a copy
+	raw     []byte      // the line as read, for a record kept as it was
+	called  bool        // fn was called (ctx had not ended)
 	done    chan error
 }
 
@@ -40,12 +40,12 @@ type windowEntry struct {
 func (w *replayWindow) add(p *progress, e *ScanEntry, raw []byte) error {
 	it := &windowEntry{p: p, e: *e}
 	it.e.Record.Payload = nil
-	settled, decided, err := w.d.settleWithoutFn(e, raw)
+	kind, decided, err := w.d.settleWithoutFn(e, raw)
 	if err != nil {
 		return err
 	}
 	if decided {
-		it.decided, it.settled = true, settled
+		it.decided, it.kind = true, kind
 		w.queue = append(w.queue, it)
 		return nil
 	}
@@ -75,7 +75,7 @@ func (w *replayWindow) applyHead() error {
 	it := w.queue[0]
 	w.queue[0] = nil
 	w.queue = w.queue[1:]
-	settled := it.settled
+	kind := it.kind
 	if !it.decided {
 		var ferr error
 		if it.called {
@@ -83,11 +83,11 @@ func (w *replayWindow) applyHead() error {
 			w.inFlight--
 		}
 		var err error
-		if settled, err = w.d.outcome(w.ctx, it.stored, it.raw, it.called, ferr); err != nil {
+		if kind, err = w.d.outcome(w.ctx, it.stored, it.raw, it.called, ferr); err != nil {
 			return err
 		}
 	}
-	it.p.advance(&it.e, settled)
+	it.p.advance(&it.e, kind)
 	return w.d.maybeCheckpoint(it.p)
 }
 

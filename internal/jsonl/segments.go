@@ -87,6 +87,11 @@ func (s *Store) sealLocked() error {
 	case restored || s.activeOff == 0:
 		return nil
 	}
+	// Its number first: a counter at its end leaves the file as it was.
+	n, err := s.takeSeq() // never given out again, even if the rename fails
+	if err != nil {
+		return fmt.Errorf("syncbreaker: seal: %w", err)
+	}
 	// Windows cannot rename an open file. The descriptor is gone even when
 	// Close reports an error, so forget it either way: the next append
 	// reopens the active file and cuts it back to activeOff.
@@ -95,17 +100,23 @@ func (s *Store) sealLocked() error {
 	if err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err)
 	}
-	n := s.nextSeq.Add(1) - 1 // never given out again, even if the rename fails
 	seg := segmentPath(s.path, n, n)
 	if err := s.fs.Rename(s.path, seg); err != nil {
 		return fmt.Errorf("syncbreaker: seal: %w", err) // the next append reopens P
 	}
-	// Its count goes to the ledger only if its content is durable: under
+	// Its count goes to the ledger only once its content is durable: under
 	// SyncNever the seal does not fsync it, and a power loss could leave a
-	// file of the same size with holes, which open would trust.
-	if s.activeFirstID != "" && s.cfg.Sync != SyncNever {
-		s.sealed = append(s.sealed, sealedSegment{name: filepath.Base(seg),
-			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}})
+	// file of the same size with holes, which open would trust. Close
+	// fsyncs such segments and records their counts then (see
+	// recordUnsynced), so opening after a clean close reads none of them.
+	if s.activeFirstID != "" {
+		m := sealedSegment{name: filepath.Base(seg),
+			m: mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords}}
+		if s.cfg.Sync != SyncNever {
+			s.sealed = append(s.sealed, m)
+		} else {
+			s.unsynced = append(s.unsynced, m)
+		}
 	}
 	s.activeOff, s.syncedOff, s.activeFirst, s.activeRecords = 0, 0, time.Time{}, 0
 	s.syncedRecords, s.entryOff = 0, 0
@@ -127,6 +138,41 @@ func (s *Store) sealLocked() error {
 type sealedSegment struct {
 	name string
 	m    mark
+}
+
+// syncUnsynced fsyncs the segments sealed without an fsync (SyncNever)
+// that are still there as they were sealed, and returns them with their
+// counts, now durable. A segment a replay has drained since is gone (names
+// are never used twice); one that cannot be fsynced is left out, and the
+// next open scans it. Called by Close, with no replay running.
+func (s *Store) syncUnsynced() []sealedSegment {
+	s.mu.Lock()
+	list := s.unsynced
+	s.unsynced = nil
+	s.mu.Unlock()
+	var done []sealedSegment
+	for _, seg := range list {
+		// Read-write: Windows flushes only a file opened for writing.
+		f, err := s.fs.OpenFile(filepath.Join(s.dir, seg.name), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && fi.Size() == seg.m.Size {
+				err = f.Sync()
+			} else if err == nil {
+				err = fmt.Errorf("size %d, sealed with %d", fi.Size(), seg.m.Size)
+			}
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			s.log.Warn("syncbreaker: close: sealed segment not fsynced; the next open counts it", "file", seg.name, "err", err)
+			continue
+		}
+		done = append(done, seg)
+	}
+	return done
 }
 
 // recordSealed writes the counts of the segments sealed since the last
@@ -211,14 +257,14 @@ func (s *Store) replayWindow(ctx context.Context, window func() int, fn func(con
 	s.mu.Unlock()
 	s.syncMu.Unlock()
 	if err != nil {
-		return res, err
+		return s.untouched(), err // nothing was read
 	}
 	s.removeLeftovers(superseded, temps)
 	s.dead.refresh()
 	s.quar.refresh()
 	maxLine := s.readLimit()
 	d := &drain{
-		s: s, fn: fn, res: &res, maxLine: maxLine,
+		s: s, fn: fn, res: &res, maxLine: maxLine, sealed: sealed,
 		tri:      triage{quar: s.quar, maxLine: maxLine, log: s.log},
 		deadMark: s.dead.mark(),
 		quarMark: s.quar.mark(),
@@ -295,6 +341,7 @@ type drain struct {
 	fn      func(context.Context, Record) error
 	win     *replayWindow // nil: one call of fn at a time
 	res     *ReplayResult
+	sealed  int64 // pending records in segments when the drain began
 	maxLine int
 	tri     triage
 	out     *atomicFile // the kept records; nil until the first
@@ -307,8 +354,8 @@ type drain struct {
 	kept               int64
 	first              time.Time // EnqueuedAt of the first kept record
 	firstKeptID        string    // and its ID
-	// settled counts records removed or dead-lettered, published to the
-	// store's counters only at commit.
+	// settled counts records removed or dead-lettered, whether or not
+	// the commit makes it so (see removed).
 	republished, deadLettered, quarantined int64
 	progress                               []*progress // per drained segment
 	lateSettled                            []string    // tombstones this drain consumed (see late_settle.go)
@@ -350,11 +397,11 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 		if d.win != nil {
 			return d.win.add(p, e, raw)
 		}
-		settled, err := d.line(ctx, e, raw)
+		kind, err := d.line(ctx, e, raw)
 		if err != nil {
 			return err
 		}
-		p.advance(e, settled)
+		p.advance(e, kind)
 		return d.maybeCheckpoint(p)
 	})
 	if err != nil && d.win != nil {
@@ -365,11 +412,11 @@ func (d *drain) segment(ctx context.Context, seg segment) error {
 }
 
 // line hands one line of a segment to fn, or to the quarantine, and
-// reports whether it is settled: gone from pending (delivered,
-// dead-lettered or quarantined) rather than kept.
-func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled bool, err error) {
-	if settled, done, err := d.settleWithoutFn(e, raw); done {
-		return settled, err
+// reports how it is settled: gone from pending (delivered, discarded,
+// dead-lettered or quarantined), or kept.
+func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settledKind, error) {
+	if kind, done, err := d.settleWithoutFn(e, raw); done {
+		return kind, err
 	}
 	// The callback owns what it gets: it may keep the payload, change
 	// it or hand it to an asynchronous publisher. A record kept or
@@ -389,38 +436,36 @@ func (d *drain) line(ctx context.Context, e *ScanEntry, raw []byte) (settled boo
 // settleWithoutFn settles the lines fn never sees, and reports whether e
 // is one: a bad line goes to the quarantine, a record settled late (see
 // late_settle.go) is removed.
-func (d *drain) settleWithoutFn(e *ScanEntry, raw []byte) (settled, done bool, err error) {
+func (d *drain) settleWithoutFn(e *ScanEntry, raw []byte) (kind settledKind, done bool, err error) {
 	// Segments are written whole and fsynced before they get their
 	// name, and checked at open; a bad line is damage since.
 	if bad, err := d.tri.take(e, raw); bad {
 		d.quarantined++
-		d.res.Quarantined++
-		return true, true, err
+		return settledQuarantined, true, err
 	}
 	if ok, isCopy := d.s.tombstoned(e.Record.ID); ok {
 		// Handled after an earlier round gave up on it, or a copy of a
 		// record kept elsewhere: not again.
+		kind = settledRepublished
 		if isCopy {
-			d.res.Discarded++
+			kind = settledDiscarded
 		} else {
 			d.republished++
-			d.res.Republished++
 		}
 		d.lateSettled = append(d.lateSettled, e.Record.ID)
-		return true, true, nil
+		return kind, true, nil
 	}
-	return false, false, nil
+	return kept, false, nil
 }
 
 // outcome applies fn's verdict ferr on the record stored (raw is its line
 // as read): removed, kept as it was, kept with one more attempt, or
 // dead-lettered. called is false when ctx had ended before fn was called.
-func (d *drain) outcome(ctx context.Context, stored Record, raw []byte, called bool, ferr error) (settled bool, err error) {
+func (d *drain) outcome(ctx context.Context, stored Record, raw []byte, called bool, ferr error) (settledKind, error) {
 	s := d.s
 	if called && ferr == nil {
 		d.republished++
-		d.res.Republished++
-		return true, nil
+		return settledRepublished, nil
 	}
 	if p, ok := replacementOf(ferr); ok {
 		// Kept with the bytes the handler spilled in its place (see
@@ -433,18 +478,18 @@ func (d *drain) outcome(ctx context.Context, stored Record, raw []byte, called b
 	case outcomeDeadLetter:
 		stored.Attempts++
 		d.enc = appendRecord(d.enc[:0], stored)
-		return true, d.deadLetter(stored, "permanent")
+		return settledDeadLettered, d.deadLetter(stored, "permanent")
 	case outcomeNotAttempted:
 		d.res.Skipped++
-		return false, d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt, stored.ID)
+		return kept, d.keep(append(append(d.enc[:0], raw...), '\n'), stored.EnqueuedAt, stored.ID)
 	}
 	stored.Attempts++
 	d.enc = appendRecord(d.enc[:0], stored)
 	if max := s.cfg.MaxAttempts; max > 0 && stored.Attempts >= max {
-		return true, d.deadLetter(stored, "max attempts")
+		return settledDeadLettered, d.deadLetter(stored, "max attempts")
 	}
 	d.res.Failed++
-	return false, d.keep(d.enc, stored.EnqueuedAt, stored.ID)
+	return kept, d.keep(d.enc, stored.EnqueuedAt, stored.ID)
 }
 
 // progress is a drain's watermark in one segment (see ledger.go).
@@ -456,7 +501,49 @@ type progress struct {
 	m      mark  // the watermark so far
 	saved  int64 // m.Lines at the last checkpoint
 	frozen bool  // a record stays pending: the watermark stops there
+	// What this drain settled in the segment: every line (removed if the
+	// commit replaces the segment), those the watermark passed, and those
+	// it passed at the last checkpoint (removed whatever follows).
+	all, passed, savedGone removal
 }
+
+// settledKind is how a line of a drained segment is settled, if it is.
+type settledKind int
+
+const (
+	kept               settledKind = iota // stays pending
+	settledRepublished                    // fn accepted it, or it was settled late
+	settledDiscarded                      // a copy of another record (see Store.Discard)
+	settledDeadLettered
+	settledQuarantined
+)
+
+// removal counts settled lines by how they left pending.
+type removal struct {
+	republished, discarded, deadLettered, quarantined int64
+}
+
+func (r *removal) add(k settledKind) {
+	switch k {
+	case settledRepublished:
+		r.republished++
+	case settledDiscarded:
+		r.discarded++
+	case settledDeadLettered:
+		r.deadLettered++
+	case settledQuarantined:
+		r.quarantined++
+	}
+}
+
+func (r *removal) plus(o removal) {
+	r.republished += o.republished
+	r.discarded += o.discarded
+	r.deadLettered += o.deadLettered
+	r.quarantined += o.quarantined
+}
+
+func (r removal) records() int64 { return r.republished + r.discarded + r.deadLettered + r.quarantined }
 
 func (d *drain) startProgress(seg segment) *progress {
 	name := filepath.Base(seg.path)
@@ -472,11 +559,12 @@ func (d *drain) startProgress(seg segment) *progress {
 // advance moves the watermark past a settled line, unless a line before it
 // stayed pending. A mark is bound to the segment's first record ID, so a
 // segment whose first line is not a record gets none.
-func (p *progress) advance(e *ScanEntry, settled bool) {
+func (p *progress) advance(e *ScanEntry, kind settledKind) {
+	p.all.add(kind)
 	switch {
 	case p.frozen:
 		return
-	case !settled:
+	case kind == kept:
 		p.frozen = true
 		return
 	case p.m.First == "":
@@ -488,6 +576,7 @@ func (p *progress) advance(e *ScanEntry, settled bool) {
 	}
 	p.m.Off, p.m.Size = e.Offset+e.Length, p.seg.size
 	p.m.Lines++
+	p.passed.add(kind)
 }
 
 // maybeCheckpoint writes the drain's progress to the ledger, at most every
@@ -531,7 +620,7 @@ func (d *drain) checkpoint(p *progress) error {
 		s.log.Warn("syncbreaker: replay: checkpoint not saved", "err", err)
 		return nil
 	}
-	p.saved = p.m.Lines
+	p.saved, p.savedGone = p.m.Lines, p.passed
 	return nil
 }
 
@@ -539,7 +628,6 @@ func (d *drain) checkpoint(p *progress) error {
 // file.
 func (d *drain) deadLetter(rec Record, why string) error {
 	d.deadLettered++
-	d.res.DeadLettered++
 	d.s.log.Warn("syncbreaker: dead-lettered record", "id", rec.ID, "attempts", rec.Attempts, "reason", why)
 	_, err := d.s.dead.Write(d.enc)
 	return err
@@ -571,14 +659,15 @@ func outcomeOf(ctx context.Context, err error) replayOutcome {
 // side files; the drained segments stay as they were.
 func (d *drain) abort() error {
 	// What a checkpoint saved stays settled: the ledger skips it from now
-	// on, so it is no longer pending.
-	var settled int64
-	for _, p := range d.progress {
-		settled += p.saved - p.lines
-	}
+	// on, so it is no longer pending, and it is all the drain removed.
+	// Every other record is left as it was: no attempt it made counts.
+	gone := d.removed(nil, false)
 	d.s.mu.Lock()
-	d.s.pendingRecords -= settled
+	d.s.pendingRecords -= gone.records()
+	d.res.Remaining = int(d.s.pendingRecords)
 	d.s.mu.Unlock()
+	d.res.Failed = 0
+	d.res.Skipped = int(max(d.sealed-gone.records(), 0))
 	var errs []error
 	if d.out != nil {
 		errs = append(errs, d.out.Abort())
@@ -617,7 +706,11 @@ func (d *drain) commit(drained []segment) error {
 			return fail(err)
 		}
 	}
-	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, s.nextSeq.Add(1)-1)
+	rev, err := s.takeSeq()
+	if err != nil {
+		return fail(err)
+	}
+	target := rewritePath(s.path, drained[0].lo, drained[len(drained)-1].hi, rev)
 	renamed := false
 	if d.out != nil {
 		var err error
@@ -692,6 +785,9 @@ func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 		}
 		gone = append(gone, name)
 	}
+	s.mu.Lock()
+	s.unsynced = slices.DeleteFunc(s.unsynced, func(u sealedSegment) bool { return slices.Contains(gone, u.name) })
+	s.mu.Unlock()
 	// Stale entries cannot match a rewritten file (see matchMark):
 	// dropping them keeps the ledger small, and the new segment's count
 	// spares the next open a scan of it.
@@ -707,6 +803,29 @@ func (d *drain) forget(drained []segment, stayed []int, out *sealedSegment) {
 	if err != nil {
 		s.log.Warn("syncbreaker: replay: ledger not updated", "err", err)
 	}
+}
+
+// removed is what the drain took out of pending, and sets the result's
+// counts to it: in a segment the commit replaced (committed, and not in
+// stayed), every line it settled; in any other, only those below the
+// watermark its last checkpoint saved. A record is removed once a durable
+// checkpoint or commit says so, and counted then, never before.
+func (d *drain) removed(stayed []int, committed bool) removal {
+	var r removal
+	for i, p := range d.progress {
+		if committed && !slices.Contains(stayed, i) {
+			r.plus(p.all)
+		} else {
+			r.plus(p.savedGone)
+		}
+	}
+	d.res.Republished, d.res.Discarded = int(r.republished), int(r.discarded)
+	d.res.DeadLettered, d.res.Quarantined = int(r.deadLettered), int(r.quarantined)
+	s := d.s
+	s.republished.Add(r.republished)
+	s.deadLettered.Add(r.deadLettered)
+	s.quarantined.Add(r.quarantined)
+	return r
 }
 
 // publish counts the drain's outcome, on disk now: the drained segments'
@@ -726,9 +845,7 @@ func (d *drain) publish(drained []segment, stayed []int) {
 	if d.out != nil {
 		outSize = d.out.Size()
 	}
-	s.republished.Add(d.republished)
-	s.deadLettered.Add(d.deadLettered)
-	s.quarantined.Add(d.quarantined)
+	d.removed(stayed, true)
 	s.mu.Lock()
 	s.pendingRecords += d.kept - read
 	s.pendingBytes += outSize - srcSize

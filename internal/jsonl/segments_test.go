@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -185,4 +186,106 @@ func TestSegmentNamesNeverReused(t *testing.T) {
 	note("after a restart with no segment", true)
 	assert.Len(t, drainAll(t, s), 3)
 	assert.GreaterOrEqual(t, len(seen), 10)
+}
+
+// quarantineAfter makes a store at path whose one sealed segment holds n
+// good records and then one damaged line, which only a replay finds (the
+// ledger counts the segment, so open does not read it): its quarantine
+// write comes after fn accepted the n records. It returns the store's
+// fault seam.
+func quarantineAfter(t *testing.T, path string, n int, cfg Config) (*Store, *faultFS) {
+	t.Helper()
+	s := openTestStore(t, path, Config{})
+	appendAll(t, s, numbered(n+1)...)
+	_, err := s.Replay(t.Context(), func(context.Context, Record) error { return ErrNotAttempted })
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	l, err := Files(path)
+	require.NoError(t, err)
+	require.Len(t, l.Segments, 1)
+	flipByte(t, l.Segments[0], fmt.Sprintf(`"n":%d}`, n))
+	ffs := &faultFS{}
+	cfg.fs = ffs
+	return openTestStore(t, path, cfg), ffs
+}
+
+// A replay whose quarantine write fails after fn accepted 10 records
+// removes none of them (no checkpoint said so): its result says so, and
+// the store's counters agree, at every retry. They used to report
+// Republished 10, Remaining 0 each time, while the store held all 11.
+func TestFailedReplayCountsOnlyWhatIsRemoved(t *testing.T) {
+	path := storePath(t)
+	s, ffs := quarantineAfter(t, path, 10, Config{checkpointEvery: time.Hour})
+	ffs.set(failOn("write", func(name string) bool { return strings.HasSuffix(name, quarantineSuffix) }, errors.New("disk gone"), -1))
+	for range 3 {
+		accepted := 0
+		res, err := s.Replay(t.Context(), func(context.Context, Record) error { accepted++; return nil })
+		require.Error(t, err)
+		assert.Equal(t, 10, accepted)
+		assert.Equal(t, ReplayResult{Remaining: 11, Skipped: 11}, res, "nothing removed, nothing attempted")
+		st := s.Stats()
+		assert.Zero(t, st.Republished)
+		assert.Zero(t, st.Quarantined)
+		assert.EqualValues(t, 11, st.PendingRecords)
+	}
+	ffs.set(nil)
+	require.NoError(t, s.Close())
+	s = openTestStore(t, path, Config{})
+	assert.EqualValues(t, 11, s.Stats().PendingRecords, "what the results said is pending")
+}
+
+// With checkpoints during the drain, a failed replay reports what they
+// removed: the records below the last saved watermark, and no more. The
+// store's counters and a reopen agree with it.
+func TestFailedReplayCountsCheckpointedRecords(t *testing.T) {
+	path := storePath(t)
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { now = now.Add(time.Second); return now }
+	s, ffs := quarantineAfter(t, path, 10, Config{now: clock, checkpointEvery: 3 * time.Second})
+	ffs.set(failOn("write", func(name string) bool { return strings.HasSuffix(name, quarantineSuffix) }, errors.New("disk gone"), -1))
+	res, err := s.Replay(t.Context(), func(context.Context, Record) error { return nil })
+	require.Error(t, err)
+	assert.Greater(t, res.Republished, 0, "checkpoints saved some")
+	assert.Less(t, res.Republished, 10, "not the records after the last checkpoint")
+	assert.Equal(t, 11-res.Republished, res.Remaining)
+	assert.Equal(t, res.Remaining, res.Skipped)
+	st := s.Stats()
+	assert.EqualValues(t, res.Republished, st.Republished)
+	assert.EqualValues(t, res.Remaining, st.PendingRecords)
+	ffs.set(nil)
+	require.NoError(t, s.Close())
+
+	s = openTestStore(t, path, Config{})
+	assert.EqualValues(t, res.Remaining, s.Stats().PendingRecords, "durable: what the result said")
+	got := payloadsOf(drainAll(t, s))
+	assert.Equal(t, numbered(10)[res.Republished:], got, "the rest is delivered, the damaged line quarantined")
+}
+
+// A drain stopped in the middle (ctx cancelled after 4 records) reports
+// exactly what its commit removed and what is pending, and the store and
+// a reopen agree.
+func TestStoppedReplayCountsAgree(t *testing.T) {
+	path := storePath(t)
+	s := openTestStore(t, path, Config{SegmentBytes: 200})
+	appendAll(t, s, numbered(12)...)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	n := 0
+	res, err := s.Replay(ctx, func(context.Context, Record) error {
+		n++
+		if n == 4 {
+			cancel()
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 4, res.Republished)
+	assert.Equal(t, 8, res.Remaining)
+	st := s.Stats()
+	assert.EqualValues(t, 4, st.Republished)
+	assert.EqualValues(t, 8, st.PendingRecords)
+	require.NoError(t, s.Close())
+	s = openTestStore(t, path, Config{SegmentBytes: 200})
+	assert.EqualValues(t, 8, s.Stats().PendingRecords)
+	assert.Equal(t, numbered(12)[4:], payloadsOf(drainAll(t, s)))
 }

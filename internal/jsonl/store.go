@@ -176,6 +176,7 @@ type Store struct {
 	activeFirst    time.Time
 	activeFirstID  string          // ID of the active file's first record
 	sealed         []sealedSegment // sealed since the ledger last heard of it
+	unsynced       []sealedSegment // sealed under SyncNever, not fsynced: counted at Close
 	needTruncate   bool            // a failed write left bytes past activeOff
 	ownerLost      bool            // another owner holds the active file: no more writes
 	fd             uintptr         // active's descriptor (see setActive)
@@ -286,9 +287,14 @@ func Open(path string, cfg Config) (*Store, error) {
 
 // recover resolves what a crash may have left and counts what is pending.
 func (s *Store) recover() error {
-	segs, superseded, temps, err := listStore(s.fs, s.path)
+	ls, err := listStoreAll(s.fs, s.path)
 	if err != nil {
 		return err
+	}
+	segs, superseded, temps := ls.live, ls.superseded, ls.temps
+	for _, p := range ls.unrecognized {
+		// Never read, never counted: whatever it holds is not replayed.
+		s.log.Warn("syncbreaker: file named like a store segment is not one (its name does not parse, or it is not a regular file); it is not read", "file", filepath.Base(p))
 	}
 	s.takeOver(segs)
 	// A temp file is a rewrite that never got renamed into place: its
@@ -358,13 +364,7 @@ func (s *Store) recover() error {
 	s.tomb.dirty = false
 	s.tombCount.Store(int64(len(s.tomb.order)))
 	s.copyCount.Store(int64(len(s.tomb.copies)))
-	// A sequence number is never given out twice (see store_layout.go):
-	// not one the ledger's names may use, not one a segment's name uses.
-	next := max(l.Next, 1)
-	for _, seg := range segs {
-		next = max(next, seg.seq()+1)
-	}
-	s.nextSeq.Store(next)
+	s.nextSeq.Store(s.startSeq(l, segs))
 	s.marks = map[string]mark{}
 	// tally counts a file's pending records. The queue's head is the
 	// first record of the first file that has one: first reads its time,
@@ -403,7 +403,10 @@ func (s *Store) recover() error {
 			s.marks[name] = m
 			continue
 		}
-		rewriteTo := func() string { return rewritePath(s.path, seg.lo, seg.hi, s.nextSeq.Add(1)-1) }
+		rewriteTo := func() (string, error) {
+			rev, err := s.takeSeq()
+			return rewritePath(s.path, seg.lo, seg.hi, rev), err
+		}
 		rep, sum, err := repairFile(s.fs, s.path, seg.path, rewriteTo, quarantine, maxLine, m.Off)
 		if err != nil {
 			return err
@@ -591,14 +594,18 @@ func (s *Store) updateLedger(always bool, change func(map[string]mark)) error {
 }
 
 // recordActive writes the active file's entry to the ledger, so the next
-// open reads only what is appended after it (see recoverActive). Called by
+// open reads only what is appended after it (see recoverActive), with the
+// counts of the segments sealed, now fsynced (see syncUnsynced). Called by
 // Close once the file is fsynced; a failure costs the next open a scan.
-func (s *Store) recordActive() {
+func (s *Store) recordActive(sealed []sealedSegment) {
 	s.mu.Lock()
 	m := mark{Size: s.activeOff, First: s.activeFirstID, Records: s.activeRecords, FirstAt: s.activeFirst}
 	s.mu.Unlock()
 	name := filepath.Base(s.path)
 	err := s.updateLedger(true, func(marks map[string]mark) {
+		for _, seg := range sealed {
+			marks[seg.name] = seg.m
+		}
 		if m.Records > 0 && m.First != "" {
 			marks[name] = m
 		} else {
@@ -984,7 +991,7 @@ func (s *Store) Close() error {
 			errs = append(errs, fmt.Errorf("syncbreaker: close: %w", err))
 		}
 		if synced {
-			s.recordActive()
+			s.recordActive(s.syncUnsynced())
 		}
 	}
 	if err := s.lock.Close(); err != nil {

@@ -33,6 +33,13 @@ import (
 // their numbers (hi for a seal, rev for a rewrite) from one counter that
 // never goes back, kept in the ledger across restarts, so a name is never
 // used twice: the ledger's entries stay bound to the file they describe.
+//
+// The counter stops short of wrapping (see maxSeq): past it a seal or a
+// rewrite fails instead of taking a number that sorts first or a rev 0,
+// which the listing cannot parse. A file under P.seg.* whose name does not
+// parse, or that is not a regular file, is never read; it is reported
+// (Layout.Unrecognized, a warning at open, pendingctl verify), never
+// passed over in silence, since it may hold records.
 
 const (
 	segInfix         = ".seg."
@@ -52,17 +59,22 @@ type Layout struct {
 	Quarantine string
 	Lock       string
 	Temp       []string // leftovers of an interrupted rewrite; deleted at open
+	// Unrecognized are files named like segments (P.seg.*) that are not
+	// one: a name that does not parse, or not a regular file. The store
+	// never reads them, and reports them.
+	Unrecognized []string
 }
 
 // Files lists the files of the store at path without opening or
 // locking it; it is safe while a daemon holds the store.
 func Files(path string) (Layout, error) {
 	var fsys fsx.OS
-	segs, superseded, temps, err := listStore(fsys, path)
+	ls, err := listStoreAll(fsys, path)
 	if err != nil {
 		return Layout{}, err
 	}
-	l := Layout{Superseded: superseded, Temp: temps}
+	segs := ls.live
+	l := Layout{Superseded: ls.superseded, Temp: ls.temps, Unrecognized: ls.unrecognized}
 	for _, s := range segs {
 		l.Segments = append(l.Segments, s.path)
 	}
@@ -102,6 +114,60 @@ func rewritePath(path string, lo, hi, rev uint64) string {
 	return fmt.Sprintf("%s%s%016d-%016d.%016d", path, segInfix, lo, hi, rev)
 }
 
+// maxSeq bounds the sequence counter: numbers at or past it are never
+// given out, so the counter cannot wrap to a number that sorts before
+// every segment or to a rev of 0. At a million seals a second it lasts
+// 290,000 years: a ledger's next at it, or a name past it, is damage (see
+// startSeq and parseSegmentName).
+const maxSeq = 1<<63 - 1
+
+// errSeqExhausted fails a seal or a rewrite once the counter is at maxSeq.
+var errSeqExhausted = errors.New("syncbreaker: segment sequence numbers exhausted; the store's files need a repair by hand")
+
+// takeSeq gives out the next sequence number, never the same one twice,
+// or fails with errSeqExhausted.
+func (s *Store) takeSeq() (uint64, error) {
+	for {
+		n := s.nextSeq.Load()
+		if n >= maxSeq {
+			return 0, errSeqExhausted
+		}
+		if s.nextSeq.CompareAndSwap(n, n+1) {
+			return n, nil
+		}
+	}
+}
+
+// startSeq returns where the sequence counter starts at open: past every
+// number the ledger's next says was given out, the ledger's names use and
+// the segments' names use (see takeSeq), so none is given out twice. A
+// next at maxSeq is ignored, with a warning, and the names decide: a store
+// whose counter ran out (it cannot by counting) works again after a
+// reopen. Names never reach maxSeq (parseSegmentName refuses them); the
+// clamp keeps the counter from wrapping all the same.
+func (s *Store) startSeq(l ledgerFile, segs []segment) uint64 {
+	next := uint64(1)
+	if l.Next >= maxSeq {
+		s.log.Warn("syncbreaker: ledger's sequence counter is beyond its range; numbering goes on from the files' names", "next", l.Next)
+	} else {
+		next = max(next, l.Next)
+	}
+	after := func(seq uint64) {
+		next = max(next, min(seq, maxSeq-1)+1)
+	}
+	for name := range l.Segments {
+		if _, rest, ok := strings.Cut(name, segInfix); ok {
+			if lo, hi, rev, ok := parseSegmentName(rest); ok {
+				after(max(lo, hi, rev))
+			}
+		}
+	}
+	for _, seg := range segs {
+		after(seg.seq())
+	}
+	return next
+}
+
 // parseSegmentName parses what follows P.seg. in a segment's name.
 func parseSegmentName(s string) (lo, hi, rev uint64, ok bool) {
 	s, revStr, hasRev := strings.Cut(s, ".")
@@ -118,7 +184,9 @@ func parseSegmentName(s string) (lo, hi, rev uint64, ok bool) {
 			err3 = strconv.ErrSyntax
 		}
 	}
-	if err1 != nil || err2 != nil || err3 != nil || lo > hi {
+	// No name the store gives out reaches maxSeq: one that does is not
+	// its own, and would leave the counter nowhere to go.
+	if err1 != nil || err2 != nil || err3 != nil || lo > hi || hi >= maxSeq || rev >= maxSeq {
 		return 0, 0, 0, false
 	}
 	return lo, hi, rev, true
@@ -128,6 +196,21 @@ func parseSegmentName(s string) (lo, hi, rev uint64, ok bool) {
 // ones, and temp files. Only regular files count as segments: a FIFO or a
 // directory under a segment's name is never opened.
 func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []string, err error) {
+	ls, err := listStoreAll(fsys, path)
+	return ls.live, ls.superseded, ls.temps, err
+}
+
+// storeListing is what listStoreAll finds in a store's directory.
+type storeListing struct {
+	live              []segment
+	superseded, temps []string
+	unrecognized      []string // see Layout.Unrecognized
+}
+
+// listStoreAll is listStore that also returns the files named like
+// segments that are not one.
+func listStoreAll(fsys fsx.FS, path string) (storeListing, error) {
+	var ls storeListing
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -135,19 +218,20 @@ func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []st
 	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, nil, nil
+			return ls, nil
 		}
-		return nil, nil, nil, fmt.Errorf("syncbreaker: list store: %w", err)
+		return ls, fmt.Errorf("syncbreaker: list store: %w", err)
 	}
 	var all []segment
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case strings.HasPrefix(name, base+tmpInfix):
-			temps = append(temps, filepath.Join(dir, name))
-		case strings.HasPrefix(name, base+segInfix) && e.Type().IsRegular():
+			ls.temps = append(ls.temps, filepath.Join(dir, name))
+		case strings.HasPrefix(name, base+segInfix):
 			lo, hi, rev, ok := parseSegmentName(name[len(base+segInfix):])
-			if !ok {
+			if !ok || !e.Type().IsRegular() {
+				ls.unrecognized = append(ls.unrecognized, filepath.Join(dir, name))
 				continue
 			}
 			info, err := e.Info()
@@ -162,12 +246,12 @@ func listStore(fsys fsx.FS, path string) (live []segment, superseded, temps []st
 	})
 	for i, s := range all {
 		if supersededBy(s, all, i) {
-			superseded = append(superseded, s.path)
+			ls.superseded = append(ls.superseded, s.path)
 			continue
 		}
-		live = append(live, s)
+		ls.live = append(ls.live, s)
 	}
-	return live, superseded, temps, nil
+	return ls, nil
 }
 
 // supersededBy reports whether another segment's range contains s's: a

@@ -59,7 +59,7 @@ type fileSummary struct {
 // Records below the byte offset settled are not pending (a replay's
 // watermark, see ledger.go) and not counted, unless the file is rewritten:
 // then every record in it counts again, and the caller drops the mark.
-func repairFile(fsys fsx.FS, store, path string, rewriteTo func() string, quarantine *appendLog, maxLine int, settled int64) (FileRepair, fileSummary, error) {
+func repairFile(fsys fsx.FS, store, path string, rewriteTo func() (string, error), quarantine *appendLog, maxLine int, settled int64) (FileRepair, fileSummary, error) {
 	rep := FileRepair{Path: path}
 	sum := fileSummary{path: path}
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
@@ -100,7 +100,9 @@ func repairFile(fsys fsx.FS, store, path string, rewriteTo func() string, quaran
 	}
 	target := path
 	if rewriteTo != nil {
-		target = rewriteTo()
+		if target, err = rewriteTo(); err != nil {
+			return rep, sum, wrapErr(err, "repair %s", filepath.Base(path))
+		}
 	}
 	sum, err = rewriteFile(fsys, store, path, target, tri, mtime, &rep)
 	return rep, sum, err
