@@ -10,7 +10,7 @@ replace (
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/stretchr/testify v1.12.1
-	github.com/syncbreaker/syncbreaker v0.0.0-20261127181115-7292872b3454
+	github.com/syncbreaker/syncbreaker v0.0.0-20261204203450-a544d33ea221
 	github.com/syncbreaker/syncbreaker/otel v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/exporters/stdout/stdoutmetric v1.46.0

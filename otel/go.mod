@@ -5,7 +5,7 @@ go 1.25.0
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/stretchr/testify v1.12.1
-	github.com/syncbreaker/syncbreaker v0.0.0-20261127181115-7292872b3454
+	github.com/syncbreaker/syncbreaker v0.0.0-20261204203450-a544d33ea221
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/metric v1.46.0
 	go.opentelemetry.io/otel/sdk/metric v1.46.0
