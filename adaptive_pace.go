@@ -368,16 +368,7 @@ func (b *Breaker) armFollowUp() {
 	if b.replaying.Load() {
 		return // the round's end arms it; see RetryPending
 	}
-	if !b.followUp.Swap(false) {
-		return
-	}
-	b.mu.Lock()
-	if at := b.now().Add(followUpDelay); stateOf(b.word.Load()) == StateClosed && at.Before(b.nextRetry) {
-		b.nextRetry = at
-	}
-	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	if b.followUp.Swap(false) {
+		b.retryWithin(followUpDelay)
 	}
 }

@@ -828,11 +828,16 @@ func (b *Breaker) transitionLocked(w uint64, to State, now time.Time, serverDela
 // afterTransition wakes Run so it recomputes its timer and delivers pending
 // notifications. It must be called without b.mu held.
 func (b *Breaker) afterTransition() {
+	b.wakeRun()
+	b.notifier.deliver()
+}
+
+// wakeRun tells Run to recompute its timer; it never blocks.
+func (b *Breaker) wakeRun() {
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
-	b.notifier.deliver()
 }
 
 // Stats returns a snapshot of the breaker's state and counters. It is safe

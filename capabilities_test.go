@@ -227,8 +227,8 @@ func TestFreshSpillIsNotTakenForTheRepublishedOne(t *testing.T) {
 	freshDone := make(chan struct{})
 	rig.loop(t, b, 2, func(msg *message.Message) error {
 		if msg.UUID == recs[0].ID {
-			require.NoError(t, rig.bus.Publish(testTopic, message.NewMessage("fresh-1", []byte(`"fresh"`))))
-			<-freshDone // the fresh message is spilled and settled first
+			assert.NoError(t, rig.bus.Publish(testTopic, message.NewMessage("fresh-1", []byte(`"fresh"`)))) // not require: this is the loop's goroutine
+			<-freshDone                                                                                     // the fresh message is spilled and settled first
 			return b.SaveForRetry(msg.Context(), []byte(`"republished, again"`))
 		}
 		defer close(freshDone)

@@ -109,20 +109,26 @@ func (t *respills) take(ctx context.Context) (respill, bool) {
 // returns, so a round that ends sees no copy left; with another the copy
 // is discarded right after.
 func (b *Breaker) settleRespilled(msg *message.Message, e respill) bool {
-	if b.recognizer != nil && b.recognizer.Recognizes(msg) {
-		// Its record holds the content (pending, or delivered already):
-		// the spill is a copy, whatever the settle finds.
-		b.tombs.Discard(e.id)
-		b.respilled.Add(1)
-		if !b.settler.Settle(msg, Respilled(e.payload)) {
-			b.late.take(msg.UUID) // given up on: the record stays as it was
-		}
-		return true
+	// A message the republisher recognises is a republished one whatever
+	// the settle finds (its record holds the content, pending or delivered
+	// already), so its copy goes first.
+	ours := b.recognizer != nil && b.recognizer.Recognizes(msg)
+	if ours {
+		b.discardCopy(e)
 	}
-	if !b.settler.Settle(msg, Respilled(e.payload)) && !b.late.take(msg.UUID) {
+	settled := b.settler.Settle(msg, Respilled(e.payload)) || b.late.take(msg.UUID)
+	switch {
+	case ours:
+		return true
+	case !settled:
 		return false // fresh traffic: e's record is its record
 	}
+	b.discardCopy(e)
+	return true
+}
+
+// discardCopy tombstones the record a re-spill made.
+func (b *Breaker) discardCopy(e respill) {
 	b.tombs.Discard(e.id)
 	b.respilled.Add(1)
-	return true
 }

@@ -464,16 +464,19 @@ func (b *Breaker) noteClosedSpill() {
 // It is called from the success path, never the closed, zero-count fast
 // path of RecordSuccess (a spill follows a counted failure).
 func (b *Breaker) armRetrySoon() {
-	if !b.retrySoonPending.Swap(false) {
-		return
+	if b.retrySoonPending.Swap(false) {
+		b.retryWithin(retrySoonDelay)
 	}
+}
+
+// retryWithin moves the next retry to at most d from now, while the
+// circuit is closed, and wakes Run to act on it. An open circuit keeps
+// its interval: the half-open round is its retry.
+func (b *Breaker) retryWithin(d time.Duration) {
 	b.mu.Lock()
-	if at := b.now().Add(retrySoonDelay); stateOf(b.word.Load()) == StateClosed && at.Before(b.nextRetry) {
+	if at := b.now().Add(d); stateOf(b.word.Load()) == StateClosed && at.Before(b.nextRetry) {
 		b.nextRetry = at
 	}
 	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
+	b.wakeRun()
 }

@@ -117,7 +117,7 @@ func (b *Breaker) trip(seen uint64, sameGen bool, d time.Duration) bool {
 				b.openUntil, b.openInterval, b.serverDelay = until, d, true
 			}
 			b.mu.Unlock()
-			b.afterTransition() // Run recomputes its timer
+			b.wakeRun() // the same opening, a new end: Run recomputes its timer
 			return true
 		}
 		if sameGen && genOf(w) != genOf(seen) {
